@@ -1,0 +1,212 @@
+"""Callbacks: throughput/MFU, final validation, the run summary JSON, the predictions writer."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections import deque
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter, Callback
+
+# Dense (no sparsity) peak TFLOP/s per device, from the vendors' spec sheets.
+PEAK_TFLOPS = {
+    ("h100", "bf16"): 989.0, ("h100", "fp16"): 989.0, ("h100", "tf32"): 494.5, ("h100", "fp32"): 66.9,
+    ("h200", "bf16"): 989.0, ("h200", "fp16"): 989.0, ("h200", "tf32"): 494.5, ("h200", "fp32"): 66.9,
+    ("a100", "bf16"): 312.0, ("a100", "fp16"): 312.0, ("a100", "tf32"): 156.0, ("a100", "fp32"): 19.5,
+    ("l4", "bf16"): 121.0, ("l4", "fp16"): 121.0, ("l4", "fp32"): 30.3,
+    ("a10g", "bf16"): 70.0, ("a10g", "fp16"): 70.0, ("a10g", "fp32"): 31.2,
+    ("v100", "fp16"): 125.0, ("v100", "fp32"): 15.7,
+}
+
+
+def precision_kind(precision: str) -> str:
+    if "bf16" in precision:
+        return "bf16"
+    if "16" in precision:
+        return "fp16"
+    return "tf32" if torch.backends.cuda.matmul.allow_tf32 else "fp32"
+
+
+def measure_cpu_peak_tflops(size: int = 1024, repeats: int = 8) -> float:
+    """Best observed fp32 matmul throughput of this CPU, a practical stand-in for its peak."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b  # warm up the BLAS threads
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * size**3 / best / 1e12
+
+
+def device_peak_tflops(device: torch.device, precision: str) -> float | None:
+    if device.type == "cpu":
+        return measure_cpu_peak_tflops()
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device).lower()
+        for (chip, kind), tflops in PEAK_TFLOPS.items():
+            if chip in name and kind == precision_kind(precision):
+                return tflops
+    return None
+
+
+class Throughput(Callback):
+    """Logs train/tokens_per_sec (all devices), train/tokens_per_sec_per_device, train/tflops_per_device
+    and train/mfu over the last `window` optimizer steps. Each step is timed from the end of the previous
+    one after a device sync; time spent in validation is left out. MFU = achieved model FLOP/s per device
+    (see GPT.flops_per_token) / the device's dense peak for the precision in use."""
+
+    def __init__(self, window: int = 10, peak_tflops: float | None = None) -> None:
+        """
+        Args:
+            window: optimizer steps averaged per throughput figure.
+            peak_tflops: the device's peak TFLOP/s for MFU; default: a spec table on GPUs, a matmul
+                measurement on CPU.
+        """
+        self.window, self.peak_tflops = window, peak_tflops
+        self.steps: deque[tuple[float, int]] = deque(maxlen=window)  # (seconds, tokens per device)
+        self.last_time: float | None = None
+        self.pending_tokens = 0
+        self.latest: dict[str, float] = {}
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.peak_tflops is None and stage == "fit":
+            self.peak_tflops = device_peak_tflops(trainer.strategy.root_device, str(trainer.precision))
+
+    def _now(self, trainer: L.Trainer) -> float:
+        if trainer.strategy.root_device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        tokens = batch["tokens"]
+        self.pending_tokens += tokens.size(0) * (tokens.size(1) - 1)
+        if trainer.fit_loop._should_accumulate():
+            return
+        now = self._now(trainer)
+        if self.last_time is not None:
+            self.steps.append((now - self.last_time, self.pending_tokens))
+        self.last_time, self.pending_tokens = now, 0
+        if len(self.steps) < self.window:
+            return
+        seconds = sum(s for s, _ in self.steps)
+        per_device = sum(t for _, t in self.steps) / seconds
+        tflops = per_device * pl_module.flops_per_token() / 1e12
+        self.latest = {
+            "train/tokens_per_sec": per_device * trainer.world_size,
+            "train/tokens_per_sec_per_device": per_device,
+            "train/tflops_per_device": tflops,
+        }
+        if self.peak_tflops:
+            self.latest["train/mfu"] = tflops / self.peak_tflops
+        pl_module.log_dict(self.latest)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        self.last_time = None  # do not count validation as training time
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.last_time, self.pending_tokens = None, 0
+
+
+class FinalValidation(Callback):
+    """Stop at max_steps through trainer.should_stop, which makes Lightning validate (and so checkpoint)
+    at the final step even when it is not a multiple of val_check_interval."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps:
+            trainer.should_stop = True
+
+
+def plain(value):
+    """A JSON-safe copy of config values."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.item()
+    return str(value)
+
+
+class RunSummary(Callback):
+    """Writes summary.json in the run's log directory after fit, validate and test: config, parameter
+    counts, tokens, FLOPs, final metrics and throughput, for `lit-llm scaling` and reports."""
+
+    def __init__(self) -> None:
+        self.config: dict = {}  # set by the CLI
+        self.start = time.time()
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self.start = time.time()
+
+    def _write(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if trainer.global_rank != 0 or trainer.log_dir is None:
+            return
+        path = Path(trainer.log_dir) / "summary.json"
+        summary = json.loads(path.read_text()) if path.exists() else {}
+        metrics = {k: plain(v) for k, v in trainer.callback_metrics.items()}
+        throughput = next((cb.latest for cb in trainer.callbacks if isinstance(cb, Throughput)), {})
+        tokens = getattr(pl_module, "tokens_seen", 0)
+        summary.update({
+            "config": self.config or summary.get("config", {}),
+            "params": pl_module.num_params(non_embedding=False),
+            "params_non_embedding": pl_module.num_params(non_embedding=True),
+            "flops_per_token": pl_module.flops_per_token(),
+            "tokens_seen": tokens,
+            "flops": pl_module.flops_per_token() * tokens,
+            "global_step": trainer.global_step,
+            "world_size": trainer.world_size,
+            "precision": str(trainer.precision),
+        })
+        summary.setdefault("metrics", {}).update(metrics)
+        for key in ("val/loss", "val/ppl", "test/loss", "test/ppl"):
+            if key in metrics:
+                summary[key] = metrics[key]
+        if stage == "fit":
+            summary["throughput"] = {k.split("/", 1)[1]: v for k, v in throughput.items()}
+            summary["train_seconds"] = round(time.time() - self.start, 2)
+            ckpt = trainer.checkpoint_callback
+            if ckpt is not None:
+                summary["checkpoints"] = {"last": ckpt.last_model_path, "best": ckpt.best_model_path}
+        for logger in trainer.loggers:
+            if type(logger).__name__ == "WandbLogger" and logger._experiment is not None:
+                summary["wandb"] = {"id": logger.experiment.id, "dir": logger.experiment.dir}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(summary, indent=2))
+        os.replace(tmp, path)
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self._write(trainer, pl_module, "fit")
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking and trainer.state.fn == "validate":
+            self._write(trainer, pl_module, "validate")
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        self._write(trainer, pl_module, "test")
+
+
+class PredictionWriter(BasePredictionWriter):
+    """Prints the completions of `lit-llm predict` and writes them to <log_dir>/predictions.jsonl."""
+
+    def __init__(self) -> None:
+        super().__init__(write_interval="epoch")
+
+    def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
+        if trainer.global_rank != 0:
+            return
+        out = Path(trainer.log_dir or trainer.default_root_dir) / "predictions.jsonl"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "w") as f:
+            for item in predictions:
+                f.write(json.dumps(item) + "\n")
+                print(f"--- {item['prompt']!r}\n{item['completion']}")
+        print(f"wrote {len(predictions)} completions to {out}")

@@ -1,0 +1,243 @@
+"""`lit-llm`: LightningCLI (fit, validate, test, predict) plus `prepare` and `generate`.
+
+Run outputs under --trainer.default_root_dir (default `runs`):
+  checkpoints/            last.ckpt and the best by val/loss (ModelCheckpoint, options --checkpoint.*)
+  lightning_logs/version_N/  metrics.csv, config.yaml, hparams.yaml, summary.json
+  wandb/                  W&B run directories (offline unless logged in or WANDB_MODE=online)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
+
+from lit_llm.callbacks import FinalValidation, PredictionWriter, RunSummary, Throughput
+from lit_llm.data.datamodule import TextDataModule
+from lit_llm.errors import LitLLMError
+from lit_llm.module import LanguageModel
+
+TRAINER_DEFAULTS = {
+    "default_root_dir": "runs",
+    "max_steps": 300,
+    "val_check_interval": 100,
+    "check_val_every_n_epoch": None,
+    "log_every_n_steps": 10,
+    "gradient_clip_val": 1.0,
+    "use_distributed_sampler": False,  # our sampler is rank-aware and resumable
+}
+
+
+@dataclass
+class WandbOptions:
+    project: str = "lit-llm"
+    """W&B project."""
+    name: str | None = None
+    """Run name (default: W&B's)."""
+    group: str | None = None
+    """Run group, e.g. a sweep or experiment name."""
+    mode: Literal["auto", "offline", "online", "disabled"] = "auto"
+    """auto: online when WANDB_MODE=online or an API key is configured, else offline; disabled: no W&B."""
+
+
+def wandb_has_credentials() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    import netrc
+
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def resolve_wandb_mode(mode: str) -> str:
+    if mode == "auto":
+        env = os.environ.get("WANDB_MODE", "")
+        if env in ("offline", "disabled", "online"):
+            mode = env
+        else:
+            mode = "online" if wandb_has_credentials() else "offline"
+    if mode == "online" and not wandb_has_credentials():
+        print("lit-llm: warning: W&B online requested without credentials; logging offline "
+              "(`wandb login`, then `wandb sync` the run)", file=sys.stderr)
+        mode = "offline"
+    return mode
+
+
+def make_loggers(root: str, opts: WandbOptions) -> list:
+    loggers = [CSVLogger(save_dir=root, name="lightning_logs")]  # first: its directory is trainer.log_dir
+    mode = resolve_wandb_mode(opts.mode)
+    if mode != "disabled":
+        loggers.append(WandbLogger(save_dir=root, project=opts.project, name=opts.name, group=opts.group,
+                                   offline=mode == "offline"))
+    return loggers
+
+
+def flatten(config: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value and "class_path" not in value:
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+class LoggedConfig(SaveConfigCallback):
+    """Saves config.yaml (LightningCLI's) and also logs the whole config, flat (`model.n_layer`), to
+    every logger and into the run summary."""
+
+    def save_config(self, trainer, pl_module, stage) -> None:
+        dumped = yaml.safe_load(self.parser.dump(self.config, skip_link_targets=False, skip_none=False))
+        dumped = dumped.get(stage_key(dumped), dumped)
+        flat = flatten({k: v for k, v in dumped.items() if k not in ("config", "subcommand")})
+        for logger in trainer.loggers:
+            logger.log_hyperparams(flat)
+        for callback in trainer.callbacks:
+            if isinstance(callback, RunSummary):
+                callback.config = flat
+
+
+def stage_key(dumped: dict) -> str:
+    return next((k for k in ("fit", "validate", "test", "predict") if k in dumped), "")
+
+
+class LitLLMCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({
+            "checkpoint.monitor": "val/loss",
+            "checkpoint.mode": "min",
+            "checkpoint.save_top_k": 1,
+            "checkpoint.save_last": True,
+            "checkpoint.filename": "best-step{step:06d}-val_loss{val/loss:.4f}",
+            "checkpoint.auto_insert_metric_name": False,
+        })
+        parser.add_lightning_class_args(Throughput, "throughput")
+        parser.add_class_arguments(WandbOptions, "wandb")
+        parser.link_arguments("data.block_size", "model.block_size")
+        parser.link_arguments("data.model_vocab_size", "model.vocab_size", apply_on="instantiate")
+
+    def instantiate_trainer(self, **kwargs):
+        config = self._get(self.config_init, "trainer", default={})
+        root = config.get("default_root_dir") or TRAINER_DEFAULTS["default_root_dir"]
+        checkpoint = self._get(self.config_init, "checkpoint")
+        if checkpoint is not None and checkpoint.dirpath is None:
+            # <root>/checkpoints whatever the logger, so `--ckpt_path last` always finds them
+            checkpoint.dirpath = os.path.realpath(os.path.join(root, "checkpoints"))
+        if config.get("logger") in (None, True):
+            kwargs["logger"] = make_loggers(root, self._get(self.config_init, "wandb"))
+        return super().instantiate_trainer(**kwargs)
+
+    def _instantiate_trainer(self, config, callbacks):
+        callbacks = list(callbacks) + [RunSummary(), FinalValidation(), PredictionWriter()]
+        user = config.get("callbacks") or []
+        if config.get("enable_progress_bar", True) is not False and not any(
+            type(c).__name__.endswith("ProgressBar") for c in user
+        ):
+            callbacks.append(RichProgressBar())
+        return super()._instantiate_trainer(config, callbacks)
+
+
+def run_cli(args: list[str]) -> None:
+    LitLLMCLI(
+        LanguageModel,
+        TextDataModule,
+        trainer_defaults=TRAINER_DEFAULTS,
+        seed_everything_default=1337,
+        save_config_callback=LoggedConfig,
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={"prog": "lit-llm"},
+        args=args,
+    )
+
+
+def prepare_main(args: list[str]) -> None:
+    """lit-llm prepare --data.corpus ... [--out DIR]: build (or find) the prepared data and report it."""
+    from jsonargparse import ActionConfigFile, ArgumentParser
+
+    from lit_llm.data.prepare import prepare
+
+    parser = ArgumentParser(prog="lit-llm prepare", description="Tokenize a corpus into shards.")
+    parser.add_argument("-c", "--config", action=ActionConfigFile)
+    parser.add_class_arguments(TextDataModule, "data")
+    parser.add_argument("--out", type=str | None, default=None, help="output directory (default: the cache)")
+    cfg = parser.instantiate_classes(parser.parse_args(args))
+    dm: TextDataModule = cfg.data
+    prepared = prepare(dm.prepare_config, dm.cache_dir, Path(cfg.out) if cfg.out else None)
+    meta = prepared.meta
+    print(f"prepared data: {prepared.path}")
+    print(f"  vocab {meta['vocab_size']} ({meta['dtype']}), {meta['source']['documents']} documents, "
+          f"{meta['source']['bytes']:,} bytes")
+    for split, info in meta["splits"].items():
+        if info["tokens"]:
+            print(f"  {split:5s} {info['tokens']:>12,} tokens  {info['documents']:>6} documents  "
+                  f"{info['chars'] / max(1, info['tokens']):.2f} chars/token")
+    print(f"use it with: --data.corpus {prepared.path}")
+
+
+def generate_main(args: list[str]) -> None:
+    """lit-llm generate --checkpoint CKPT --prompt TEXT [...]"""
+    from jsonargparse import ArgumentParser
+
+    from lit_llm.generate import generate_text, load_checkpoint
+
+    parser = ArgumentParser(prog="lit-llm generate", description="Sample text from a checkpoint.")
+    parser.add_argument("--checkpoint", type=str, required=True, help="a lit_llm .ckpt file")
+    parser.add_argument("--prompt", type=str, default="\n", help="text to continue")
+    parser.add_argument("--max_new_tokens", type=int, default=200)
+    parser.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
+    parser.add_argument("--top_k", type=int | None, default=200)
+    parser.add_argument("--top_p", type=float | None, default=None)
+    parser.add_argument("--num_samples", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument("--device", type=str, default="cpu")
+    cfg = parser.parse_args(args)
+    if cfg.max_new_tokens < 0 or cfg.num_samples < 1:
+        raise LitLLMError("--max_new_tokens must be >= 0 and --num_samples >= 1")
+    module, tokenizer = load_checkpoint(cfg.checkpoint)
+    module.to(cfg.device)
+    texts = generate_text(module.model, tokenizer, cfg.prompt, cfg.max_new_tokens, cfg.temperature,
+                          cfg.top_k, cfg.top_p, cfg.num_samples, cfg.seed)
+    for i, text in enumerate(texts):
+        if len(texts) > 1:
+            print(f"--- sample {i + 1}")
+        print(text)
+
+
+COMMANDS = {"prepare": prepare_main, "generate": generate_main}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if args and args[0] in COMMANDS:
+            COMMANDS[args[0]](args[1:])
+        else:
+            run_cli(args)
+    except LitLLMError as err:
+        print(f"lit-llm: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lit-llm: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if "wandb" in sys.modules:
+            import wandb
+
+            if wandb.run is not None:
+                wandb.finish()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

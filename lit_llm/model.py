@@ -1,0 +1,300 @@
+"""A decoder-only Transformer in one file, in the spirit of nanoGPT.
+
+Design choices, each a `GPTConfig` switch:
+- norm: "layernorm" (GPT-2) or "rmsnorm" (Llama); pre-norm blocks, a final norm before the head.
+- pos: "learned" absolute position embeddings (GPT-2) or "rope" rotary embeddings on q and k.
+- mlp: "gelu" (GPT-2's tanh-approximate GELU, 4x wide) or "swiglu" (gated, ~8/3x wide so the
+  parameter count matches).
+- bias in every Linear and norm, tied input/output embeddings, dropout.
+The GPT-2-exact mode is layernorm + learned + gelu + bias + tied; the modern mode is
+rmsnorm + rope + swiglu, no bias.
+
+Attention is PyTorch's scaled_dot_product_attention (flash / memory-efficient kernels where the
+device has them). Weights are created in `__init__` and initialised by `init_weights()`, so the
+model can be built on the meta device and materialised later (FSDP). Generation uses a KV cache.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 50257
+    """Number of token ids the embedding and the head cover."""
+    block_size: int = 1024
+    """Longest sequence the model attends over (positions 0..block_size-1)."""
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    n_ff: int = 0
+    """Feed-forward hidden width; 0 picks 4*n_embd for gelu, and 8/3*n_embd rounded up to 8 for swiglu."""
+    norm: Literal["layernorm", "rmsnorm"] = "layernorm"
+    pos: Literal["learned", "rope"] = "learned"
+    mlp: Literal["gelu", "swiglu"] = "gelu"
+    bias: bool = True
+    tie_embeddings: bool = True
+    dropout: float = 0.0
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if self.pos == "rope" and (self.n_embd // self.n_head) % 2:
+            raise ValueError(f"rope needs an even head size, got {self.n_embd // self.n_head}")
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not self.n_ff:
+            self.n_ff = 4 * self.n_embd if self.mlp == "gelu" else 8 * math.ceil(8 * self.n_embd / 3 / 8)
+
+    @property
+    def head_size(self) -> int:
+        return self.n_embd // self.n_head
+
+
+def make_norm(config: GPTConfig) -> nn.Module:
+    if config.norm == "rmsnorm":
+        return nn.RMSNorm(config.n_embd, eps=config.norm_eps)
+    return nn.LayerNorm(config.n_embd, eps=config.norm_eps, bias=config.bias)
+
+
+def rope_cache(config: GPTConfig, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin tables of shape (block_size, head_size // 2)."""
+    hs = config.head_size
+    inv_freq = 1.0 / (config.rope_theta ** (torch.arange(0, hs, 2, device=device, dtype=torch.float32) / hs))
+    t = torch.arange(config.block_size, device=device, dtype=torch.float32)
+    freqs = torch.outer(t, inv_freq)
+    return freqs.cos(), freqs.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate pairs (first half, second half) of the head dimension. x: (B, nh, T, hs); cos/sin: (T, hs/2)."""
+    x1, x2 = x.float().chunk(2, dim=-1)
+    out = torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+    return out.type_as(x)
+
+
+class KVCache:
+    """Preallocated keys and values for one layer: (B, nh, block_size, hs)."""
+
+    def __init__(self, batch_size: int, config: GPTConfig, device: torch.device, dtype: torch.dtype) -> None:
+        shape = (batch_size, config.n_head, config.block_size, config.head_size)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+
+    def update(self, pos: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        t = k.size(2)
+        self.k[:, :, pos : pos + t] = k
+        self.v[:, :, pos : pos + t] = v
+        return self.k[:, :, : pos + t], self.v[:, :, : pos + t]
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor] | None,
+        cache: KVCache | None = None,
+        pos: int = 0,
+    ) -> torch.Tensor:
+        B, T, C = x.size()
+        nh, hs = self.config.n_head, self.config.head_size
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q = q.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, nh, hs).transpose(1, 2)
+        v = v.view(B, T, nh, hs).transpose(1, 2)
+        if rope is not None:
+            cos, sin = rope[0][pos : pos + T], rope[1][pos : pos + T]
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cache is not None:
+            k, v = cache.update(pos, k, v)  # (B, nh, pos+T, hs)
+        dropout = self.config.dropout if self.training else 0.0
+        if pos == 0 or T == 1:
+            # a fresh sequence is plain causal; one new token attends to everything cached
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=T > 1)
+        else:
+            mask = torch.ones(T, pos + T, dtype=torch.bool, device=x.device).tril(diagonal=pos)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble heads
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.swiglu = config.mlp == "swiglu"
+        self.c_fc = nn.Linear(config.n_embd, config.n_ff, bias=config.bias)
+        if self.swiglu:
+            self.c_gate = nn.Linear(config.n_embd, config.n_ff, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_ff, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.swiglu:
+            h = F.silu(self.c_gate(x)) * self.c_fc(x)
+        else:
+            h = F.gelu(self.c_fc(x), approximate="tanh")  # GPT-2 used the tanh approximation
+        return self.dropout(self.c_proj(h))
+
+
+class Block(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.ln_1 = make_norm(config)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = make_norm(config)
+        self.mlp = MLP(config)
+
+    def forward(self, x, rope=None, cache: KVCache | None = None, pos: int = 0) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), rope, cache, pos)
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.wpe = nn.Embedding(config.block_size, config.n_embd) if config.pos == "learned" else None
+        self.drop = nn.Dropout(config.dropout)
+        self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.ln_f = make_norm(config)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        if config.tie_embeddings:
+            self.lm_head.weight = self.wte.weight
+        if config.pos == "rope":
+            cos, sin = rope_cache(config)
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
+        self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """GPT-2 init: N(0, 0.02) everywhere, residual projections scaled by 1/sqrt(2 * n_layer)."""
+        proj_std = 0.02 / math.sqrt(2 * self.config.n_layer)
+        for name, module in self.named_modules():
+            if isinstance(module, nn.Linear):
+                std = proj_std if name.endswith("c_proj") else 0.02
+                nn.init.normal_(module.weight, mean=0.0, std=std)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            elif isinstance(module, (nn.LayerNorm, nn.RMSNorm)):
+                module.reset_parameters()
+        if self.config.pos == "rope":  # buffers are not materialised from the meta device
+            self.rope_cos, self.rope_sin = rope_cache(self.config, self.wte.weight.device)
+
+    def num_params(self, non_embedding: bool = True) -> int:
+        """Parameter count. non_embedding drops the token and position tables (Kaplan et al.'s N);
+        an untied lm_head is kept, a tied one is the token table."""
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            n -= self.wte.weight.numel()
+            if self.wpe is not None:
+                n -= self.wpe.weight.numel()
+        return n
+
+    def flops_per_token(self, seq_len: int | None = None) -> int:
+        """Training FLOPs per token (forward + backward), as in PaLM appendix B / nanoGPT:
+        6 * N_matmul + 12 * n_layer * n_embd * seq_len, where N_matmul counts every weight used in a
+        matmul (the output head included, embedding lookups excluded) and the second term is the
+        attention scores and weighted sum (causal masking not discounted)."""
+        cfg = self.config
+        n_matmul = sum(p.numel() for p in self.parameters())
+        if self.wpe is not None:
+            n_matmul -= self.wpe.weight.numel()
+        if not cfg.tie_embeddings:
+            n_matmul -= self.wte.weight.numel()  # the lookup is free; the untied head is counted
+        T = seq_len or cfg.block_size
+        return 6 * n_matmul + 12 * cfg.n_layer * cfg.n_embd * T
+
+    def forward(
+        self, idx: torch.Tensor, caches: list[KVCache] | None = None, pos: int = 0
+    ) -> torch.Tensor:
+        """idx (B, T) token ids -> logits (B, T, vocab_size). With caches, idx continues at position pos."""
+        B, T = idx.size()
+        if pos + T > self.config.block_size:
+            raise ValueError(f"sequence of {pos + T} tokens exceeds block_size {self.config.block_size}")
+        x = self.wte(idx)  # (B, T, C)
+        if self.wpe is not None:
+            x = x + self.wpe(torch.arange(pos, pos + T, device=idx.device))
+        x = self.drop(x)
+        rope = (self.rope_cos, self.rope_sin) if self.config.pos == "rope" else None
+        for i, block in enumerate(self.h):
+            x = block(x, rope, caches[i] if caches is not None else None, pos)
+        return self.lm_head(self.ln_f(x))
+
+    @torch.no_grad()
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        use_cache: bool = True,
+        eos_id: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Extend idx (B, T) by max_new_tokens. temperature 0 is greedy. Once the context is full the
+        window slides and the cache is rebuilt each step, so results equal uncached generation."""
+        block = self.config.block_size
+        caches: list[KVCache] | None = None
+        pos = 0  # number of tokens held in the cache
+        for _ in range(max_new_tokens):
+            if not use_cache or idx.size(1) > block:
+                logits = self(idx[:, -block:])[:, -1, :]
+            elif caches is None or pos >= block:
+                dtype = self.wte.weight.dtype
+                caches = [KVCache(idx.size(0), self.config, idx.device, dtype) for _ in self.h]
+                logits = self(idx, caches, 0)[:, -1, :]
+                pos = idx.size(1)
+            else:
+                logits = self(idx[:, -1:], caches, pos)[:, -1, :]
+                pos += 1
+            next_id = sample_next(logits.float(), temperature, top_k, top_p, generator)
+            idx = torch.cat((idx, next_id), dim=1)
+            if eos_id is not None and bool((next_id == eos_id).all()):
+                break
+        return idx
+
+
+def sample_next(
+    logits: torch.Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Pick one id per row of logits (B, V) -> (B, 1)."""
+    if temperature <= 0:
+        return logits.argmax(dim=-1, keepdim=True)
+    logits = logits / temperature
+    if top_k:
+        kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True)
+        cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        drop = cum - sorted_logits.softmax(dim=-1) > top_p  # keep the smallest prefix reaching top_p
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+    probs = logits.softmax(dim=-1)
+    return torch.multinomial(probs, num_samples=1, generator=generator)

@@ -1,0 +1,245 @@
+"""LanguageModel: the GPT, its next-token loss, metrics, optimizer and LR schedule.
+
+Every model option is a flat init argument (so sweeps name `model.n_layer` directly) and every one is
+a plain type, so the checkpoint's hyper_parameters load with torch.load(weights_only=True).
+The tokenizer and data facts travel in the checkpoint under "lit_llm" (see on_save_checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict
+from typing import Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torchmetrics import Metric
+
+from lit_llm.errors import LitLLMError
+from lit_llm.model import GPT, GPTConfig
+
+IGNORE_INDEX = -1
+
+
+class TokenNLL(Metric):
+    """Token-weighted mean negative log-likelihood: sum of NLL / number of target tokens, summed over
+    every batch and every rank before dividing, so exp() of it is the split's exact perplexity."""
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("nll", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("tokens", default=torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
+
+    def update(self, nll_sum: torch.Tensor, n_tokens: torch.Tensor) -> None:
+        self.nll += nll_sum.detach().to(torch.float64)
+        self.tokens += n_tokens.detach().to(torch.int64)
+
+    def compute(self) -> torch.Tensor:
+        return self.nll / self.tokens.clamp(min=1)
+
+
+def lr_at(step: int, lr: float, min_lr: float, warmup_steps: int, decay_steps: int) -> float:
+    """Linear warmup to lr, then cosine decay to min_lr at decay_steps, flat after (as nanoGPT)."""
+    if step < warmup_steps:
+        return lr * (step + 1) / (warmup_steps + 1)
+    if step >= decay_steps:
+        return min_lr
+    ratio = (step - warmup_steps) / max(1, decay_steps - warmup_steps)
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (lr - min_lr)
+
+
+class LanguageModel(L.LightningModule):
+    def __init__(
+        self,
+        vocab_size: int = 0,
+        block_size: int = 0,
+        n_layer: int = 4,
+        n_head: int = 4,
+        n_embd: int = 128,
+        n_ff: int = 0,
+        norm: Literal["layernorm", "rmsnorm"] = "layernorm",
+        pos: Literal["learned", "rope"] = "learned",
+        mlp: Literal["gelu", "swiglu"] = "gelu",
+        bias: bool = True,
+        tie_embeddings: bool = True,
+        dropout: float = 0.0,
+        rope_theta: float = 10000.0,
+        lr: float = 1e-3,
+        min_lr: float | None = None,
+        warmup_steps: int = 100,
+        lr_decay_steps: int | None = None,
+        weight_decay: float = 0.1,
+        beta1: float = 0.9,
+        beta2: float = 0.99,
+        eps: float = 1e-8,
+        sample_max_new_tokens: int = 200,
+        sample_temperature: float = 0.8,
+        sample_top_k: int | None = 200,
+    ) -> None:
+        """
+        Args:
+            vocab_size: vocabulary size; linked from the data's tokenizer.
+            block_size: context length; linked from --data.block_size.
+            n_layer: Transformer blocks.
+            n_head: attention heads.
+            n_embd: model width.
+            n_ff: feed-forward width (0: 4*n_embd for gelu, ~8/3*n_embd for swiglu).
+            norm: layernorm (GPT-2) or rmsnorm.
+            pos: learned absolute positions (GPT-2) or rope.
+            mlp: gelu (GPT-2, tanh approximation) or swiglu.
+            bias: biases in Linear and LayerNorm layers.
+            tie_embeddings: share the token embedding with the output head.
+            dropout: dropout probability.
+            rope_theta: RoPE base.
+            lr: peak learning rate.
+            min_lr: final learning rate of the cosine decay (default lr / 10).
+            warmup_steps: linear warmup steps.
+            lr_decay_steps: step where the cosine reaches min_lr (default: trainer.max_steps).
+            weight_decay: AdamW weight decay, applied to weights of 2 or more dimensions only.
+            beta1: AdamW beta1.
+            beta2: AdamW beta2.
+            eps: AdamW epsilon.
+            sample_max_new_tokens: tokens generated per prompt by `predict`.
+            sample_temperature: sampling temperature for `predict` (0 = greedy).
+            sample_top_k: top-k for `predict` (None = no cut).
+        """
+        super().__init__()
+        if vocab_size <= 0 or block_size <= 0:
+            raise LitLLMError("model.vocab_size and model.block_size are unset: they come from the data module")
+        for name in ("lr", "n_layer", "n_head", "n_embd"):
+            if locals()[name] <= 0:
+                raise LitLLMError(f"--model.{name} must be positive, got {locals()[name]}")
+        self.save_hyperparameters(logger=False)  # the CLI logs the full config, flat
+        try:
+            self.config = GPTConfig(vocab_size, block_size, n_layer, n_head, n_embd, n_ff, norm, pos, mlp,
+                                    bias, tie_embeddings, dropout, rope_theta)
+        except ValueError as err:
+            raise LitLLMError(f"invalid model config: {err}") from None
+        self.model = GPT(self.config)
+        self.val_nll = TokenNLL()
+        self.test_nll = TokenNLL()
+        self.tokens_seen = 0
+        self.tokenizer_json: str | None = None  # set from the data module or the checkpoint
+        self.data_meta: dict = {}
+
+    # --- data facts carried by the module -------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        prepared = getattr(dm, "prepared", None) if dm is not None else None
+        if prepared is not None:
+            if prepared.vocab_size != self.config.vocab_size:
+                raise LitLLMError(
+                    f"the tokenizer has {prepared.vocab_size} tokens but the model was built for "
+                    f"{self.config.vocab_size}; use the same tokenizer or retrain"
+                )
+            self.tokenizer_json = (prepared.path / "tokenizer.json").read_text()
+            self.data_meta = prepared.meta
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["lit_llm"] = {
+            "tokenizer_json": self.tokenizer_json,
+            "data_meta_json": json.dumps(self.data_meta),
+            "model_config": asdict(self.config),
+            "tokens_seen": self.tokens_seen,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        extra = checkpoint.get("lit_llm", {})
+        self.tokens_seen = int(extra.get("tokens_seen", 0))
+        self.tokenizer_json = extra.get("tokenizer_json") or self.tokenizer_json
+        self.data_meta = json.loads(extra.get("data_meta_json") or "{}") or self.data_meta
+
+    # --- loss and metrics ------------------------------------------------------------------------
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.model(idx)
+
+    def nll(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed next-token NLL over target positions != -1, and the number of such positions."""
+        logits = self.model(inputs)
+        nll_sum = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(),
+                                  ignore_index=IGNORE_INDEX, reduction="sum")
+        return nll_sum, (targets != IGNORE_INDEX).sum()
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        tokens = batch["tokens"]
+        nll_sum, n_tokens = self.nll(tokens[:, :-1], tokens[:, 1:])
+        loss = nll_sum / n_tokens
+        self.tokens_seen += int(n_tokens) * self.trainer.world_size
+        sync = self.trainer.world_size > 1
+        self.log("train/loss", loss, prog_bar=True, sync_dist=sync)
+        self.log("train/ppl", torch.exp(loss.detach()), sync_dist=sync)
+        self.log("tokens_seen", float(self.tokens_seen))
+        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self.val_nll.update(*self.nll(batch["input"], batch["target"]))
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self.test_nll.update(*self.nll(batch["input"], batch["target"]))
+
+    def _log_split(self, split: str, metric: TokenNLL) -> None:
+        loss = metric.compute()  # already reduced across ranks
+        metric.reset()
+        self.log(f"{split}/loss", loss.float(), prog_bar=True)
+        self.log(f"{split}/ppl", torch.exp(loss).float())
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_split("val", self.val_nll)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_split("test", self.test_nll)
+
+    def predict_step(self, batch: str, batch_idx: int) -> dict:
+        from lit_llm.generate import generate_text
+
+        hp = self.hparams
+        texts = generate_text(self.model, self.tokenizer(), batch, hp.sample_max_new_tokens,
+                              hp.sample_temperature, hp.sample_top_k, seed=batch_idx)
+        return {"prompt": batch, "completion": texts[0]}
+
+    def tokenizer(self):
+        from tokenizers import Tokenizer
+
+        if self.tokenizer_json is None:
+            raise LitLLMError("this model has no tokenizer attached (a checkpoint from lit_llm carries one)")
+        return Tokenizer.from_str(self.tokenizer_json)
+
+    # --- optimization ----------------------------------------------------------------------------
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        if gradient_clip_algorithm == "value":
+            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+            return
+        # one pass both clips (when asked) and measures the pre-clip norm we log
+        max_norm = gradient_clip_val if gradient_clip_val else float("inf")
+        norm = torch.nn.utils.clip_grad_norm_(self.parameters(), max_norm)
+        self.log("grad_norm", norm)
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        params = [p for p in self.parameters() if p.requires_grad]
+        groups = [
+            {"params": [p for p in params if p.dim() >= 2], "weight_decay": hp.weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        ]
+        fused = all(p.device.type == "cuda" for p in params)
+        optimizer = torch.optim.AdamW(groups, lr=hp.lr, betas=(hp.beta1, hp.beta2), eps=hp.eps,
+                                      **({"fused": True} if fused else {}))
+        min_lr = hp.min_lr if hp.min_lr is not None else hp.lr / 10
+        decay_steps = hp.lr_decay_steps or (self.trainer.max_steps if self.trainer.max_steps > 0
+                                            else int(self.trainer.estimated_stepping_batches))
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_at(step, hp.lr, min_lr, hp.warmup_steps, decay_steps) / hp.lr
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    # --- accounting ------------------------------------------------------------------------------
+    def num_params(self, non_embedding: bool = True) -> int:
+        return self.model.num_params(non_embedding)
+
+    def flops_per_token(self) -> int:
+        return self.model.flops_per_token(self.config.block_size)
