@@ -55,23 +55,29 @@ def device_peak_tflops(device: torch.device, precision: str) -> float | None:
     return None
 
 
+def should_log(trainer: L.Trainer) -> bool:
+    """True on the steps whose metrics Lightning writes (log_every_n_steps, and the last step)."""
+    return trainer._logger_connector.should_update_logs
+
+
 class Throughput(Callback):
     """Logs train/tokens_per_sec (all devices), train/tokens_per_sec_per_device, train/tflops_per_device
-    and train/mfu over the last `window` optimizer steps. Each step is timed from the end of the previous
-    one after a device sync; time spent in validation is left out. MFU = achieved model FLOP/s per device
-    (see GPT.flops_per_token) / the device's dense peak for the precision in use."""
+    and train/mfu on every logging step, averaged over the steps since the previous one
+    (--trainer.log_every_n_steps sets the window). The clock is read after a device sync at those steps
+    only, so the training loop is not serialised; time spent in validation is left out, and so is the
+    first window (start-up). MFU = achieved model FLOP/s per device (see GPT.flops_per_token) / the
+    device's dense peak for the precision in use; the per-device figure is never divided by world size."""
 
-    def __init__(self, window: int = 10, peak_tflops: float | None = None) -> None:
+    def __init__(self, peak_tflops: float | None = None) -> None:
         """
         Args:
-            window: optimizer steps averaged per throughput figure.
             peak_tflops: the device's peak TFLOP/s for MFU; default: a spec table on GPUs, a matmul
                 measurement on CPU.
         """
-        self.window, self.peak_tflops = window, peak_tflops
-        self.steps: deque[tuple[float, int]] = deque(maxlen=window)  # (seconds, tokens per device)
-        self.last_time: float | None = None
-        self.pending_tokens = 0
+        self.peak_tflops = peak_tflops
+        self.mark: float | None = None  # time of the window's start
+        self.tokens = 0  # tokens per device since the mark
+        self.warm = False
         self.latest: dict[str, float] = {}
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -83,34 +89,31 @@ class Throughput(Callback):
             torch.cuda.synchronize()
         return time.perf_counter()
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.mark, self.tokens, self.warm = self._now(trainer), 0, False
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         tokens = batch["tokens"]
-        self.pending_tokens += tokens.size(0) * (tokens.size(1) - 1)
-        if trainer.fit_loop._should_accumulate():
+        self.tokens += tokens.size(0) * (tokens.size(1) - 1)
+        if trainer.fit_loop._should_accumulate() or not should_log(trainer):
             return
         now = self._now(trainer)
-        if self.last_time is not None:
-            self.steps.append((now - self.last_time, self.pending_tokens))
-        self.last_time, self.pending_tokens = now, 0
-        if len(self.steps) < self.window:
-            return
-        seconds = sum(s for s, _ in self.steps)
-        per_device = sum(t for _, t in self.steps) / seconds
-        tflops = per_device * pl_module.flops_per_token() / 1e12
-        self.latest = {
-            "train/tokens_per_sec": per_device * trainer.world_size,
-            "train/tokens_per_sec_per_device": per_device,
-            "train/tflops_per_device": tflops,
-        }
-        if self.peak_tflops:
-            self.latest["train/mfu"] = tflops / self.peak_tflops
-        pl_module.log_dict(self.latest)
+        if self.warm and self.mark is not None:
+            per_device = self.tokens / (now - self.mark)
+            tflops = per_device * pl_module.flops_per_token() / 1e12
+            self.latest = {
+                "train/tokens_per_sec": per_device * trainer.world_size,
+                "train/tokens_per_sec_per_device": per_device,
+                "train/tflops_per_device": tflops,
+            }
+            if self.peak_tflops:
+                self.latest["train/mfu"] = tflops / self.peak_tflops
+            pl_module.log_dict(self.latest)
+        self.mark, self.tokens, self.warm = now, 0, True
 
     def on_validation_end(self, trainer, pl_module) -> None:
-        self.last_time = None  # do not count validation as training time
-
-    def on_train_start(self, trainer, pl_module) -> None:
-        self.last_time, self.pending_tokens = None, 0
+        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+            self.mark, self.tokens = self._now(trainer), 0  # validation is not training time
 
 
 class FinalValidation(Callback):

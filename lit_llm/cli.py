@@ -76,7 +76,8 @@ def make_loggers(root: str, opts: WandbOptions) -> list:
     loggers = [CSVLogger(save_dir=root, name="lightning_logs")]  # first: its directory is trainer.log_dir
     mode = resolve_wandb_mode(opts.mode)
     if mode != "disabled":
-        loggers.append(WandbLogger(save_dir=root, project=opts.project, name=opts.name, group=opts.group,
+        # absolute: W&B's background service may run in another working directory
+        loggers.append(WandbLogger(save_dir=os.path.abspath(root), project=opts.project, name=opts.name, group=opts.group,
                                    offline=mode == "offline"))
     return loggers
 
@@ -100,6 +101,10 @@ class LoggedConfig(SaveConfigCallback):
         dumped = yaml.safe_load(self.parser.dump(self.config, skip_link_targets=False, skip_none=False))
         dumped = dumped.get(stage_key(dumped), dumped)
         flat = flatten({k: v for k, v in dumped.items() if k not in ("config", "subcommand")})
+        # values resolved at instantiation, which the parsed config cannot show
+        flat["model.vocab_size"] = pl_module.hparams.get("vocab_size")
+        if trainer.checkpoint_callback is not None:
+            flat["checkpoint.dirpath"] = trainer.checkpoint_callback.dirpath
         for logger in trainer.loggers:
             logger.log_hyperparams(flat)
         for callback in trainer.callbacks:

@@ -96,6 +96,7 @@ class TextDataModule(L.LightningDataModule):
         num_workers: int = 0,
         seed: int = 1337,
         cache_dir: str | None = None,
+        prompts: str | None = None,
     ) -> None:
         """
         Args:
@@ -110,6 +111,7 @@ class TextDataModule(L.LightningDataModule):
             num_workers: DataLoader worker processes.
             seed: seed of the training sample order.
             cache_dir: where prepared data is cached (default $LIT_LLM_CACHE or ~/.cache/lit_llm).
+            prompts: for `predict`, a text file with one prompt per line (\\n inside a line is a newline).
         """
         super().__init__()
         for name in ("block_size", "batch_size", "vocab_size"):
@@ -124,6 +126,7 @@ class TextDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers, self.seed = num_workers, seed
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+        self.prompts = prompts
         self._prepared: PreparedData | None = None
         self.train_batches_consumed = 0  # per-rank micro-batches already trained on (resume point)
 
@@ -174,6 +177,16 @@ class TextDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._eval_dataloader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        if not self.prompts:
+            raise LitLLMError("predict needs --data.prompts FILE (one prompt per line)")
+        try:
+            lines = Path(self.prompts).read_text().splitlines()
+        except OSError as err:
+            raise LitLLMError(f"cannot read --data.prompts {self.prompts}: {err.strerror}") from None
+        prompts = [line.replace("\\n", "\n") for line in lines if line.strip()]
+        return DataLoader(prompts, batch_size=None)
 
     def on_before_batch_transfer(self, batch, dataloader_idx: int):
         trainer = self.trainer

@@ -157,7 +157,9 @@ def prepare(cfg: PrepareConfig, cache_dir: Path, out: Path | None = None, log=pr
             raise LitLLMError(f"{out} exists and holds something else; choose another --out or remove it")
         start = time.perf_counter()
         splits = split_documents(docs, cfg)
-        tok = build_tokenizer(cfg.tokenizer, cfg.vocab_size, (d.text for d in splits["train"]))
+        # chars come from every split (as nanoGPT does) so nothing maps to <unk>; BPE learns from train only
+        sample = docs if cfg.tokenizer == "char" else splits["train"]
+        tok = build_tokenizer(cfg.tokenizer, cfg.vocab_size, (d.text for d in sample))
         eos = eos_id(tok)
         vocab_size = tok.get_vocab_size()
         dtype = np.dtype(np.uint16 if vocab_size <= 2**16 else np.uint32)

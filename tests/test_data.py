@@ -1,0 +1,137 @@
+import json
+
+import numpy as np
+import pytest
+
+from lit_llm.data.datamodule import RandomWindows, SequentialWindows, TextDataModule, sample_offsets
+from lit_llm.data.prepare import PrepareConfig, PreparedData, prepare
+from lit_llm.data.tokenizer import EOS, build_tokenizer
+from lit_llm.errors import LitLLMError
+
+
+def decode_split(prepared: PreparedData, split: str) -> str:
+    return prepared.tokenizer().decode(prepared.tokens(split).tolist(), skip_special_tokens=False)
+
+
+@pytest.mark.parametrize("tokenizer", ["char", "bpe"])
+def test_prepare_round_trip_single_document(tiny_text, tmp_path, tokenizer):
+    text = tiny_text.read_text()
+    prepared = prepare(PrepareConfig(str(tiny_text), tokenizer, vocab_size=300), tmp_path / "cache")
+    cut = int(len(text) * 0.9)  # a single document splits contiguously: the last 10% is validation
+    assert decode_split(prepared, "train") == text[:cut] + EOS
+    assert decode_split(prepared, "val") == text[cut:] + EOS
+    meta = json.loads((prepared.path / "meta.json").read_text())
+    assert meta["dtype"] == "uint16" and meta["vocab_size"] == prepared.tokenizer().get_vocab_size()
+    assert meta["splits"]["train"]["tokens"] == len(prepared.tokens("train"))
+    assert meta["splits"]["test"]["tokens"] == 0
+
+
+def test_char_ids_follow_sorted_characters(tiny_text, tmp_path):
+    prepared = prepare(PrepareConfig(str(tiny_text), "char"), tmp_path / "cache")
+    chars = sorted(set(tiny_text.read_text()))
+    tok = prepared.tokenizer()
+    assert tok.encode("".join(chars)).ids == list(range(len(chars)))
+    assert prepared.vocab_size == len(chars) + 2  # + EOS and UNK
+
+
+def test_documents_split_whole_and_keep_eos(tmp_path):
+    corpus = tmp_path / "docs"
+    corpus.mkdir()
+    texts = {f"d{i:02d}.txt": f"document {i} " * (5 + i) for i in range(20)}
+    for name, text in texts.items():
+        (corpus / name).write_text(text)
+    prepared = prepare(PrepareConfig(str(corpus), "char", val_fraction=0.2, test_fraction=0.1), tmp_path / "c")
+    pieces = {s: decode_split(prepared, s).split(EOS)[:-1] for s in ("train", "val", "test")}
+    assert sorted(sum(pieces.values(), [])) == sorted(texts.values())  # every document exactly once
+    assert all(pieces[s] for s in pieces)
+    assert prepared.meta["splits"]["val"]["documents"] == len(pieces["val"])
+
+
+def test_prepare_is_cached_and_keyed(tiny_text, tmp_path):
+    a = prepare(PrepareConfig(str(tiny_text), "char"), tmp_path / "cache")
+    stamp = (a.path / "train.bin").stat().st_mtime_ns
+    b = prepare(PrepareConfig(str(tiny_text), "char"), tmp_path / "cache")
+    assert b.path == a.path and (b.path / "train.bin").stat().st_mtime_ns == stamp
+    c = prepare(PrepareConfig(str(tiny_text), "bpe", vocab_size=300), tmp_path / "cache")
+    assert c.path != a.path
+    # a prepared directory is itself a corpus
+    assert prepare(PrepareConfig(str(a.path), "bpe"), tmp_path / "cache").path == a.path
+
+
+def test_prepare_refuses_to_overwrite_foreign_directory(tiny_text, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(LitLLMError, match="exists"):
+        prepare(PrepareConfig(str(tiny_text), "char"), tmp_path / "cache", out=out)
+    assert (out / "keep.txt").read_text() == "mine"
+
+
+def test_gpt2_tokenizer_reproduces_gpt2_ids(gpt2_files):
+    tok = build_tokenizer(str(gpt2_files), 0, [])
+    assert tok.encode("Hello world").ids == [15496, 995]
+    assert tok.token_to_id(EOS) == 50256
+    assert tok.decode(tok.encode(" naïve café\n").ids) == " naïve café\n"
+
+
+@pytest.mark.parametrize(
+    "corpus, tokenizer, vocab, message",
+    [
+        ("missing.txt", "char", 100, "not found"),
+        ("empty.txt", "char", 100, "empty"),
+        ("binary.bin", "char", 100, "binary"),
+        ("ok.txt", "bpe", 100, "too small"),
+        ("ok.txt", "nope", 100, "unknown tokenizer"),
+    ],
+)
+def test_bad_inputs_raise_clear_errors(tmp_path, corpus, tokenizer, vocab, message):
+    (tmp_path / "empty.txt").write_text("  \n")
+    (tmp_path / "binary.bin").write_bytes(b"\x00\x01\x02" * 100)
+    (tmp_path / "ok.txt").write_text("hello world " * 100)
+    with pytest.raises(LitLLMError, match=message):
+        prepare(PrepareConfig(str(tmp_path / corpus), tokenizer, vocab), tmp_path / "cache")
+
+
+def test_sample_offsets_are_deterministic_and_spread():
+    ids = np.arange(100_000)
+    a, b = sample_offsets(7, ids, 1000), sample_offsets(7, ids, 1000)
+    assert np.array_equal(a, b) and a.min() >= 0 and a.max() < 1000
+    counts = np.bincount(a, minlength=1000)
+    assert counts.min() > 50 and counts.max() < 160  # ~100 each: roughly uniform
+    assert not np.array_equal(a, sample_offsets(8, ids, 1000))
+
+
+def test_random_windows_are_rank_disjoint_and_world_size_invariant():
+    tokens = np.arange(5000, dtype=np.uint16)
+    single = RandomWindows(tokens, 16, 4, seed=1)
+    ranks = [RandomWindows(tokens, 16, 4, seed=1, rank=r, world_size=2) for r in range(2)]
+    for k in range(5):
+        r0, r1 = ranks[0].batch(k), ranks[1].batch(k)
+        assert not set(r0["sample_ids"].tolist()) & set(r1["sample_ids"].tolist())
+        # global micro-batches 2k and 2k+1 of one process are what the two ranks read at step k
+        assert np.array_equal(r0["tokens"], single.batch(2 * k)["tokens"])
+        assert np.array_equal(r1["tokens"], single.batch(2 * k + 1)["tokens"])
+    b = single.batch(3)["tokens"].numpy()
+    assert b.shape == (4, 17) and (np.diff(b, axis=1) == 1).all()  # contiguous windows of T+1
+    resumed = iter(RandomWindows(tokens, 16, 4, seed=1, start=3))
+    assert np.array_equal(next(resumed)["tokens"], single.batch(3)["tokens"])
+
+
+def test_sequential_windows_cover_split_once_across_ranks():
+    tokens = np.arange(103, dtype=np.uint16)
+    targets = []
+    for rank in range(3):
+        for item in SequentialWindows(tokens, 10, rank, 3):
+            y = item["target"]
+            targets += y[y >= 0].tolist()
+            x = item["input"][: int((y >= 0).sum())]
+            assert (y[y >= 0] == x + 1).all()  # each target follows its input
+    assert sorted(targets) == list(range(1, 103))  # every token but the first, exactly once
+
+
+def test_datamodule_block_size_must_fit(tiny_text):
+    dm = TextDataModule(str(tiny_text), "char", block_size=40_000)
+    with pytest.raises(LitLLMError, match="too few"):
+        dm.setup("fit")
+    with pytest.raises(LitLLMError, match="positive"):
+        TextDataModule(str(tiny_text), "char", batch_size=0)

@@ -1,0 +1,105 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lit_llm.model import GPT, GPTConfig, sample_next
+
+MODES = {
+    "gpt2": dict(norm="layernorm", pos="learned", mlp="gelu", bias=True, tie_embeddings=True),
+    "modern": dict(norm="rmsnorm", pos="rope", mlp="swiglu", bias=False, tie_embeddings=False),
+}
+
+
+def tiny(mode: str, **kw) -> GPT:
+    torch.manual_seed(0)
+    cfg = GPTConfig(vocab_size=97, block_size=16, n_layer=2, n_head=4, n_embd=32, **{**MODES[mode], **kw})
+    return GPT(cfg).eval()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_causal_masking(mode):
+    model = tiny(mode)
+    idx = torch.randint(0, 97, (2, 16))
+    changed = idx.clone()
+    changed[:, 9] = (changed[:, 9] + 1) % 97
+    a, b = model(idx), model(changed)
+    assert torch.allclose(a[:, :9], b[:, :9], atol=1e-6)  # positions before the change are untouched
+    assert not torch.allclose(a[:, 9:], b[:, 9:], atol=1e-4)  # and the change is seen from there on
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_loss_at_init_is_log_vocab(mode):
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=500, block_size=32, n_layer=2, n_head=2, n_embd=64, **MODES[mode]))
+    idx = torch.randint(0, 500, (8, 32))
+    loss = F.cross_entropy(model(idx).flatten(0, 1), torch.randint(0, 500, (8 * 32,)))
+    assert abs(loss.item() - math.log(500)) < 0.1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_kv_cache_generation_equals_uncached(mode):
+    model = tiny(mode)
+    prompt = torch.randint(0, 97, (2, 5))
+    # 30 new tokens: the context overflows block_size 16, so the sliding window is exercised too
+    cached = model.generate(prompt, 30, temperature=0, use_cache=True)
+    plain = model.generate(prompt, 30, temperature=0, use_cache=False)
+    assert torch.equal(cached, plain)
+
+
+def test_kv_cache_logits_match_full_forward():
+    model = tiny("modern")
+    from lit_llm.model import KVCache
+
+    idx = torch.randint(0, 97, (1, 12))
+    caches = [KVCache(1, model.config, idx.device, torch.float32) for _ in model.h]
+    steps = [model(idx[:, :6], caches, 0)] + [model(idx[:, t : t + 1], caches, t) for t in range(6, 12)]
+    assert torch.allclose(torch.cat(steps, dim=1), model(idx), atol=1e-5)
+
+
+def test_param_counts_and_flops():
+    model = tiny("gpt2")
+    c = model.config
+    total = sum(p.numel() for p in model.parameters())
+    assert model.num_params(non_embedding=False) == total
+    assert model.num_params() == total - c.vocab_size * c.n_embd - c.block_size * c.n_embd
+    per_layer = 12 * c.n_embd**2 + 13 * c.n_embd  # attention 4C^2+4C, MLP 8C^2+5C, two LayerNorms 4C
+    assert model.num_params() == c.n_layer * per_layer + 2 * c.n_embd  # + final LayerNorm
+    expected = 6 * (total - c.block_size * c.n_embd) + 12 * c.n_layer * c.n_embd * c.block_size
+    assert model.flops_per_token() == expected
+
+
+def test_modern_mode_matches_gpt2_parameter_count():
+    # the shakespeare-char pair: same size within 5%
+    base = GPT(GPTConfig(vocab_size=67, block_size=64, n_layer=4, n_head=4, n_embd=128, **MODES["gpt2"]))
+    modern = GPT(GPTConfig(vocab_size=67, block_size=64, n_layer=4, n_head=4, n_embd=128,
+                           **{**MODES["modern"], "tie_embeddings": True}))
+    ratio = modern.num_params(False) / base.num_params(False)
+    assert 0.95 <= ratio <= 1.05
+
+
+def test_gpt2_mode_uses_tanh_gelu():
+    model = tiny("gpt2")
+    x = torch.randn(3, model.config.n_embd)
+    mlp = model.h[0].mlp
+    expected = mlp.c_proj(F.gelu(mlp.c_fc(x), approximate="tanh"))
+    assert torch.allclose(mlp(x), expected)
+
+
+def test_invalid_config_is_rejected():
+    with pytest.raises(ValueError, match="divisible"):
+        GPTConfig(n_embd=30, n_head=4)
+    with pytest.raises(ValueError, match="positive"):
+        GPTConfig(n_layer=0)
+
+
+def test_top_k_and_top_p_restrict_sampling():
+    logits = torch.tensor([[4.0, 3.0, 2.0, -10.0, -10.0]])
+    g = torch.Generator().manual_seed(0)
+    picks = {sample_next(logits, 1.0, top_k=2, generator=g).item() for _ in range(200)}
+    assert picks == {0, 1}
+    # probabilities ~ [0.665, 0.245, 0.09, ...]: top_p 0.8 keeps the first two only
+    picks = {sample_next(logits, 1.0, top_p=0.8, generator=g).item() for _ in range(200)}
+    assert picks == {0, 1}
+    assert sample_next(logits, 0.0).item() == 0

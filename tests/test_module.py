@@ -1,0 +1,81 @@
+import math
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lit_llm.data.datamodule import TextDataModule
+from lit_llm.module import LanguageModel, lr_at
+
+
+def tiny_model(vocab_size: int, block_size: int = 16, **kw) -> LanguageModel:
+    torch.manual_seed(0)
+    return LanguageModel(vocab_size=vocab_size, block_size=block_size, n_layer=2, n_head=2, n_embd=32, **kw)
+
+
+def independent_nll(model: LanguageModel, tokens: np.ndarray, T: int) -> tuple[float, int]:
+    """Sum of -log p(next token) over the split, windows of T targets, by an explicit log-softmax."""
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(tokens) - 1, T):
+            chunk = torch.tensor(tokens[start : start + T + 1].astype(np.int64))
+            logp = torch.log_softmax(model.model(chunk[None, :-1])[0].double(), dim=-1)
+            total -= logp[torch.arange(len(chunk) - 1), chunk[1:]].sum().item()
+            count += len(chunk) - 1
+    return total, count
+
+
+def test_val_ppl_is_exact_token_weighted_over_whole_split(tiny_text, tmp_path):
+    T = 16
+    dm = TextDataModule(str(tiny_text), "char", block_size=T, batch_size=4, eval_batch_size=7)
+    val = dm.prepared.tokens("val")
+    n_windows = math.ceil((len(val) - 1) / T)
+    assert n_windows % 7 and (len(val) - 1) % T  # the last batch is short, and so is the last window
+    model = tiny_model(dm.model_vocab_size, T)
+    with torch.no_grad():  # a peaked, non-uniform model, so batches differ in loss
+        model.model.wte.weight.mul_(40)
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_checkpointing=False,
+                        enable_model_summary=False, use_distributed_sampler=False, default_root_dir=tmp_path)
+    result = trainer.validate(model, datamodule=dm, verbose=False)[0]
+    total, count = independent_nll(model, val, T)
+    assert count == len(val) - 1
+    assert result["val/loss"] == pytest.approx(total / count, rel=1e-5)
+    assert result["val/ppl"] == pytest.approx(math.exp(total / count), rel=1e-5)
+    # the naive alternatives (mean of batch losses, mean of batch perplexities) differ measurably here
+    losses = _batch_losses(model, dm)
+    assert abs(sum(losses) / len(losses) - total / count) > 1e-3
+    assert abs(sum(math.exp(x) for x in losses) / len(losses) - result["val/ppl"]) > 1e-2
+
+
+def _batch_losses(model, dm) -> list[float]:
+    with torch.no_grad():
+        return [F.cross_entropy(model.model(b["input"]).flatten(0, 1), b["target"].flatten(), ignore_index=-1).item()
+                for b in dm.val_dataloader()]
+
+
+def test_optimizer_groups_decay_only_matrices():
+    model = tiny_model(50)
+
+    class FakeTrainer:
+        max_steps = 100
+
+    model._trainer = FakeTrainer()  # configure_optimizers reads max_steps for the schedule
+    opt = model.configure_optimizers()["optimizer"]
+    decay, no_decay = opt.param_groups
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert all(p.dim() >= 2 for p in decay["params"]) and all(p.dim() < 2 for p in no_decay["params"])
+    n = sum(p.numel() for g in opt.param_groups for p in g["params"])
+    assert n == sum(p.numel() for p in model.parameters())  # every parameter once (tied head too)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert {names[id(p)] for p in no_decay["params"]} >= {"model.ln_f.weight", "model.h.0.attn.c_attn.bias"}
+
+
+def test_lr_schedule_warmup_cosine_floor():
+    lrs = [lr_at(s, 1e-3, 1e-4, 10, 100) for s in range(120)]
+    assert lrs[0] == pytest.approx(1e-3 / 11) and lrs[9] == pytest.approx(1e-3 * 10 / 11)
+    assert lrs[10] == pytest.approx(1e-3)
+    assert lrs[55] == pytest.approx(1e-4 + 0.5 * 0.9e-3)  # halfway through the cosine
+    assert lrs[100] == lrs[119] == pytest.approx(1e-4)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
