@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -23,6 +24,10 @@ from lit_llm.callbacks import FinalValidation, PredictionWriter, RunSummary, Thr
 from lit_llm.data.datamodule import TextDataModule
 from lit_llm.errors import LitLLMError
 from lit_llm.module import LanguageModel
+
+# noise from Lightning internals that a user cannot act on
+warnings.filterwarnings("ignore", message=".*treespec.*LeafSpec.*")
+warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 TRAINER_DEFAULTS = {
     "default_root_dir": "runs",
@@ -153,7 +158,8 @@ class LitLLMCLI(LightningCLI):
         return super()._instantiate_trainer(config, callbacks)
 
 
-def run_cli(args: list[str]) -> None:
+def run_cli(args: list[str] | None) -> None:
+    """LightningCLI; args None reads sys.argv (LightningCLI warns when given both)."""
     LitLLMCLI(
         LanguageModel,
         TextDataModule,
@@ -228,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         if args and args[0] in COMMANDS:
             COMMANDS[args[0]](args[1:])
         else:
-            run_cli(args)
+            run_cli(None if argv is None else args)
     except LitLLMError as err:
         print(f"lit-llm: error: {err}", file=sys.stderr)
         return 2

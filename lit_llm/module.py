@@ -140,6 +140,11 @@ class LanguageModel(L.LightningModule):
             self.tokenizer_json = (prepared.path / "tokenizer.json").read_text()
             self.data_meta = prepared.meta
 
+    def on_train_start(self) -> None:
+        # Lightning saves checkpoints during validation, before it counts the step that validation
+        # followed, so a resumed run would log that step twice; realign the log step with global_step.
+        self.trainer.fit_loop.epoch_loop._batches_that_stepped = self.trainer.global_step
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["lit_llm"] = {
             "tokenizer_json": self.tokenizer_json,

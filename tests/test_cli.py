@@ -103,6 +103,9 @@ def test_second_fit_and_resume_keep_earlier_files(trained, tiny_text):
     assert main(fit_args(tiny_text, "runs", 20, "--ckpt_path", str(last), "--wandb.mode", "disabled")) == 0
     resumed = torch.load(last, weights_only=True)
     assert resumed["global_step"] == 20 and resumed["lit_llm"]["tokens_seen"] == 20 * 4 * 16
+    rows = read_csv(trained / "lightning_logs/version_2/metrics.csv")
+    assert [int(r["step"]) for r in rows if r["train/loss"]] == [13, 15, 17, 19]  # no step logged twice
+    assert [int(r["step"]) for r in rows if r["val/loss"]] == [14, 19]
 
 
 def test_validate_test_and_predict(trained, tiny_text, tmp_path, capsys):
@@ -153,3 +156,14 @@ def test_print_config_and_module_entry_point(tmp_path):
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "n_layer: 4" in out.stdout and "corpus: python-stdlib" in out.stdout
+
+
+@pytest.mark.slow
+def test_default_experiment_trains_on_python_stdlib(tmp_path):
+    # the default experiment, shortened: built-in corpus, BPE 4096, the default model
+    assert main(["fit", "--trainer.max_steps", "3", "--trainer.limit_val_batches", "2",
+                 "--trainer.enable_progress_bar", "false", "--data.batch_size", "2", "--wandb.mode", "disabled"]) == 0
+    summary = json.loads(next((tmp_path / "runs/lightning_logs").glob("*/summary.json")).read_text())
+    assert summary["config"]["data.corpus"] == "python-stdlib" and summary["config"]["model.vocab_size"] == 4096
+    assert summary["global_step"] == 3 and summary["val/loss"] > 0
+    assert (tmp_path / "runs/checkpoints/last.ckpt").exists()

@@ -135,3 +135,30 @@ def test_datamodule_block_size_must_fit(tiny_text):
         dm.setup("fit")
     with pytest.raises(LitLLMError, match="positive"):
         TextDataModule(str(tiny_text), "char", batch_size=0)
+
+
+def test_tinyshakespeare_offline_error_names_the_fix(monkeypatch, tmp_path):
+    import urllib.request
+
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(LitLLMError, match="--data.corpus PATH"):
+        prepare(PrepareConfig("tinyshakespeare", "char"), tmp_path / "cache")
+    # a cached copy is used without the network
+    cached = tmp_path / "cache" / "corpora" / "tinyshakespeare.txt"
+    cached.parent.mkdir(parents=True)
+    cached.write_text("First Citizen:\nBefore we proceed any further, hear me speak.\n" * 50)
+    prepared = prepare(PrepareConfig("tinyshakespeare", "char"), tmp_path / "cache")
+    assert prepared.meta["source"]["documents"] == 1
+
+
+def test_python_stdlib_corpus_excludes_tests():
+    from lit_llm.data.corpus import python_stdlib_files
+
+    files = python_stdlib_files()
+    names = {f.name for f in files}
+    assert {"os.py", "json/__init__.py".split("/")[1]} <= names
+    assert not any(f.name.startswith("test_") or "test" in f.parent.parts[-1:] for f in files)
+    assert not any("site-packages" in f.parts for f in files)
