@@ -176,7 +176,7 @@ def prepare_main(args: list[str]) -> None:
     """lit-llm prepare --data.corpus ... [--out DIR]: build (or find) the prepared data and report it."""
     from jsonargparse import ActionConfigFile, ArgumentParser
 
-    from lit_llm.data.prepare import prepare
+    from lit_llm.data.prepare import prepare, print_summary
 
     parser = ArgumentParser(prog="lit-llm prepare", description="Tokenize a corpus into shards.")
     parser.add_argument("-c", "--config", action=ActionConfigFile)
@@ -184,15 +184,8 @@ def prepare_main(args: list[str]) -> None:
     parser.add_argument("--out", type=str | None, default=None, help="output directory (default: the cache)")
     cfg = parser.instantiate_classes(parser.parse_args(args))
     dm: TextDataModule = cfg.data
-    prepared = prepare(dm.prepare_config, dm.cache_dir, Path(cfg.out) if cfg.out else None)
-    meta = prepared.meta
-    print(f"prepared data: {prepared.path}")
-    print(f"  vocab {meta['vocab_size']} ({meta['dtype']}), {meta['source']['documents']} documents, "
-          f"{meta['source']['bytes']:,} bytes")
-    for split, info in meta["splits"].items():
-        if info["tokens"]:
-            print(f"  {split:5s} {info['tokens']:>12,} tokens  {info['documents']:>6} documents  "
-                  f"{info['chars'] / max(1, info['tokens']):.2f} chars/token")
+    prepared = prepare(dm.prepare_config, dm.cache_dir, Path(cfg.out) if cfg.out else None, log=lambda *_: None)
+    print_summary(prepared.path, prepared.meta, print)
     print(f"use it with: --data.corpus {prepared.path}")
 
 

@@ -23,7 +23,7 @@ def test_prepare_round_trip_single_document(tiny_text, tmp_path, tokenizer):
     meta = json.loads((prepared.path / "meta.json").read_text())
     assert meta["dtype"] == "uint16" and meta["vocab_size"] == prepared.tokenizer().get_vocab_size()
     assert meta["splits"]["train"]["tokens"] == len(prepared.tokens("train"))
-    assert meta["splits"]["test"]["tokens"] == 0
+    assert meta["splits"]["test"]["tokens"] == 0 and meta["split"]["by"] == "position"
 
 
 def test_char_ids_follow_sorted_characters(tiny_text, tmp_path):
@@ -31,7 +31,7 @@ def test_char_ids_follow_sorted_characters(tiny_text, tmp_path):
     chars = sorted(set(tiny_text.read_text()))
     tok = prepared.tokenizer()
     assert tok.encode("".join(chars)).ids == list(range(len(chars)))
-    assert prepared.vocab_size == len(chars) + 2  # + EOS and UNK
+    assert prepared.vocab_size == len(chars) + 4  # + EOS, PAD, MASK, UNK
 
 
 def test_documents_split_whole_and_keep_eos(tmp_path):
@@ -43,15 +43,18 @@ def test_documents_split_whole_and_keep_eos(tmp_path):
     prepared = prepare(PrepareConfig(str(corpus), "char", val_fraction=0.2, test_fraction=0.1), tmp_path / "c")
     pieces = {s: decode_split(prepared, s).split(EOS)[:-1] for s in ("train", "val", "test")}
     assert sorted(sum(pieces.values(), [])) == sorted(texts.values())  # every document exactly once
-    assert all(pieces[s] for s in pieces)
-    assert prepared.meta["splits"]["val"]["documents"] == len(pieces["val"])
+    assert [len(pieces[s]) for s in ("train", "val", "test")] == [14, 4, 2]  # exact shares of documents
+    assert prepared.meta["splits"]["val"]["documents"] == 4 and prepared.meta["split"]["by"] == "document"
+    again = prepare(PrepareConfig(str(corpus), "char", val_fraction=0.2, test_fraction=0.1, split_seed=2),
+                    tmp_path / "c")
+    assert decode_split(again, "val") != decode_split(prepared, "val")  # the split seed changes the split
 
 
 def test_prepare_is_cached_and_keyed(tiny_text, tmp_path):
     a = prepare(PrepareConfig(str(tiny_text), "char"), tmp_path / "cache")
-    stamp = (a.path / "train.bin").stat().st_mtime_ns
+    stamp = (a.path / "train-00000.bin").stat().st_mtime_ns
     b = prepare(PrepareConfig(str(tiny_text), "char"), tmp_path / "cache")
-    assert b.path == a.path and (b.path / "train.bin").stat().st_mtime_ns == stamp
+    assert b.path == a.path and (b.path / "train-00000.bin").stat().st_mtime_ns == stamp
     c = prepare(PrepareConfig(str(tiny_text), "bpe", vocab_size=300), tmp_path / "cache")
     assert c.path != a.path
     # a prepared directory is itself a corpus
@@ -80,7 +83,7 @@ def test_gpt2_tokenizer_reproduces_gpt2_ids(gpt2_files):
         ("missing.txt", "char", 100, "not found"),
         ("empty.txt", "char", 100, "empty"),
         ("binary.bin", "char", 100, "binary"),
-        ("ok.txt", "bpe", 100, "too small"),
+        ("ok.txt", "bpe", 258, "too small"),
         ("ok.txt", "nope", 100, "unknown tokenizer"),
     ],
 )
@@ -151,7 +154,7 @@ def test_tinyshakespeare_offline_error_names_the_fix(monkeypatch, tmp_path):
     cached.parent.mkdir(parents=True)
     cached.write_text("First Citizen:\nBefore we proceed any further, hear me speak.\n" * 50)
     prepared = prepare(PrepareConfig("tinyshakespeare", "char"), tmp_path / "cache")
-    assert prepared.meta["source"]["documents"] == 1
+    assert prepared.meta["sources"][0]["documents"] == 1
 
 
 def test_python_stdlib_corpus_excludes_tests():

@@ -1,43 +1,61 @@
-"""corpus -> documents -> tokenizer -> token shards (train/val/test .bin) + tokenizer.json + meta.json.
+"""corpus -> clean -> dedup -> split -> tokenizer -> token shards + tokenizer.json + meta.json.
 
-A prepared directory is keyed by (corpus checksum, tokenizer spec, vocab size, split settings) and is
-built in a temporary directory that is renamed into place, so a killed prepare never leaves a
-directory that a later run trusts, and a second run with the same inputs reuses it.
+Two passes, memory bounded whatever the corpus size:
+1. scan: stream every source, clean, deduplicate, and spill the kept documents to a temporary file
+   (length-prefixed UTF-8), keeping only a hash per document in memory;
+2. write: assign splits, train or load the tokenizer (BPE on a bounded sample), then stream the spill
+   file through `encode_batch` (all cores) in chunks into shards of at most `shard_tokens` tokens.
+The result is built in a temporary directory and renamed into place, so an interrupted prepare leaves
+nothing that a later run trusts; the same inputs (cache key) reuse the finished directory.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import random
 import re
 import shutil
+import struct
 import tempfile
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 from filelock import FileLock
 from tokenizers import Tokenizer
 
-from lit_llm.data.corpus import Document, corpus_checksum, load_documents
+from lit_llm.data.clean import CleanConfig, clean_text
+from lit_llm.data.corpus import iter_source, source_fingerprint
+from lit_llm.data.dedup import DedupConfig, Deduplicator
 from lit_llm.data.tokenizer import build_tokenizer, eos_id, tokenizer_spec_key
 from lit_llm.errors import LitLLMError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 SPLITS = ("train", "val", "test")
-ENCODE_CHUNK_CHARS = 8_000_000  # documents are encoded (in parallel) this many characters at a time
+ENCODE_CHUNK_CHARS = 4_000_000  # characters encoded per encode_batch call
+BPE_SAMPLE_CHARS = 50_000_000  # BPE learns from at most this much training text
+HEADER = struct.Struct("<IH")  # spill record: byte length, source index
 
 
 @dataclass
 class PrepareConfig:
-    corpus: str = "python-stdlib"
+    corpus: list[str] | str = "python-stdlib"
     tokenizer: str = "bpe"
     vocab_size: int = 4096
     val_fraction: float = 0.1
     test_fraction: float = 0.0
     split_seed: int = 1337
+    text_field: str = "text"
+    clean: CleanConfig = field(default_factory=CleanConfig)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
+    shard_tokens: int = 2**28
+
+    def __post_init__(self) -> None:
+        self.corpus = [self.corpus] if isinstance(self.corpus, str) else list(self.corpus)
+        if not self.corpus:
+            raise LitLLMError("--data.corpus is empty")
 
 
 @dataclass
@@ -65,140 +83,295 @@ class PreparedData:
     def tokenizer(self) -> Tokenizer:
         return Tokenizer.from_file(str(self.path / "tokenizer.json"))
 
+    def shards(self, split: str) -> list[np.ndarray]:
+        info = self.meta["splits"].get(split, {})
+        return [np.memmap(self.path / s["file"], dtype=self.meta["dtype"], mode="r")
+                for s in info.get("shards", []) if s["tokens"]]
+
     def tokens(self, split: str) -> np.ndarray:
-        info = self.meta["splits"].get(split)
-        if not info or info["tokens"] == 0:
+        """The split as one array: a memmap when it is one shard, else a concatenated copy."""
+        shards = self.shards(split)
+        if not shards:
             return np.zeros(0, dtype=self.meta["dtype"])
-        return np.memmap(self.path / info["file"], dtype=self.meta["dtype"], mode="r")
+        return shards[0] if len(shards) == 1 else np.concatenate(shards)
 
 
 def is_prepared_dir(path: str | Path) -> bool:
     return (Path(path) / "meta.json").is_file() and (Path(path) / "tokenizer.json").is_file()
 
 
-def split_documents(docs: list[Document], cfg: PrepareConfig) -> dict[str, list[Document]]:
-    """One document: a contiguous split (train | val | test), as nanoGPT splits Tiny Shakespeare.
-    Several: whole documents held out, drawn by a seeded shuffle, so no document straddles splits."""
+def cache_key(cfg: PrepareConfig, cache_dir: Path) -> str:
+    parts = {
+        "format": FORMAT_VERSION,
+        "sources": [source_fingerprint(c, cache_dir) for c in cfg.corpus],
+        "tokenizer": tokenizer_spec_key(cfg.tokenizer),
+        "vocab_size": cfg.vocab_size if cfg.tokenizer == "bpe" else None,
+        "split": [cfg.val_fraction, cfg.test_fraction, cfg.split_seed],
+        "text_field": cfg.text_field,
+        "clean": asdict(cfg.clean),
+        "dedup": asdict(cfg.dedup),
+        "shard_tokens": cfg.shard_tokens,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+# --- pass 1: scan ---------------------------------------------------------------------------------
+@dataclass
+class Scan:
+    spill: Path
+    split_keys: list[float]  # one per kept document, in order: a seeded hash in [0, 1)
+    chars: set[str]
+    sources: list[dict]
+    counts: Counter
+    examples: list[dict]
+
+
+def scan(cfg: PrepareConfig, cache_dir: Path, spill: Path, progress) -> Scan:
+    counts: Counter = Counter()
+    dedup = Deduplicator(cfg.dedup, counts)
+    split_keys: list[float] = []
+    chars: set[str] = set()
+    sources = []
+    seed = cfg.split_seed.to_bytes(8, "little", signed=True)
+    with open(spill, "wb") as out:
+        for s, corpus in enumerate(cfg.corpus):
+            checksum, n_docs, n_bytes = hashlib.sha256(), 0, 0
+            for doc in iter_source(corpus, cfg.text_field, cache_dir, counts):
+                raw = doc.text.encode("utf-8")
+                checksum.update(len(raw).to_bytes(8, "little") + raw)
+                n_docs, n_bytes = n_docs + 1, n_bytes + len(raw)
+                progress(len(raw))
+                text = clean_text(doc.text, cfg.clean, counts)
+                if text is None or dedup.is_duplicate(doc.name, text):
+                    continue
+                data = text.encode("utf-8")
+                out.write(HEADER.pack(len(data), s))
+                out.write(data)
+                digest = hashlib.blake2b(data, digest_size=8, key=seed).digest()
+                split_keys.append(int.from_bytes(digest, "little") / 2**64)
+                if cfg.tokenizer == "char":
+                    chars.update(text)
+            sources.append({"corpus": corpus, "checksum": checksum.hexdigest(), "documents": n_docs,
+                            "bytes": n_bytes})
+    if not split_keys:
+        raise LitLLMError(f"corpus {', '.join(cfg.corpus)} is empty after cleaning: no documents with text")
+    counts["documents_in"] = sum(s["documents"] for s in sources)
+    counts["documents_kept"] = len(split_keys)
+    return Scan(spill, split_keys, chars, sources, counts, dedup.examples)
+
+
+def read_spill(path: Path):
+    """Yield (source index, text) for each kept document."""
+    with open(path, "rb") as f:
+        while header := f.read(HEADER.size):
+            n, s = HEADER.unpack(header)
+            yield s, f.read(n).decode("utf-8")
+
+
+def assign_splits(keys: list[float], cfg: PrepareConfig) -> np.ndarray:
+    """0/1/2 = train/val/test per document: the lowest seeded hashes are test, the next val, so the
+    counts are exact, reproducible and independent of document order."""
     if not 0 <= cfg.val_fraction < 1 or not 0 <= cfg.test_fraction < 1 or cfg.val_fraction + cfg.test_fraction >= 1:
         raise LitLLMError("--data.val_fraction and --data.test_fraction must be in [0, 1) and sum below 1")
-    if len(docs) == 1:
-        text, name = docs[0].text, docs[0].name
-        n = len(text)
-        a = int(n * (1 - cfg.val_fraction - cfg.test_fraction))
-        b = int(n * (1 - cfg.test_fraction))
-        parts = {"train": text[:a], "val": text[a:b], "test": text[b:]}
-        return {s: [Document(name, t)] if t else [] for s, t in parts.items()}
-    total = sum(len(d.text) for d in docs)
-    order = list(range(len(docs)))
-    random.Random(cfg.split_seed).shuffle(order)
-    held: dict[str, set[int]] = {"val": set(), "test": set()}
-    it = iter(order)
-    for split, fraction in (("test", cfg.test_fraction), ("val", cfg.val_fraction)):
-        size = 0
-        while fraction > 0 and (size < fraction * total or not held[split]):
-            i = next(it, None)
-            if i is None:
-                break
-            held[split].add(i)
-            size += len(docs[i].text)
-    out = {s: [d for i, d in enumerate(docs) if i in held[s]] for s in ("val", "test")}
-    out["train"] = [d for i, d in enumerate(docs) if i not in held["val"] | held["test"]]
-    if not out["train"]:
-        raise LitLLMError(f"corpus has {len(docs)} documents: too few to hold out val/test and still train")
-    return out
+    n = len(keys)
+    n_test = max(1, round(cfg.test_fraction * n)) if cfg.test_fraction else 0
+    n_val = max(1, round(cfg.val_fraction * n)) if cfg.val_fraction else 0
+    if n_test + n_val >= n:
+        raise LitLLMError(f"the corpus has {n} documents: too few to hold out val/test and still train")
+    order = np.argsort(np.asarray(keys), kind="stable")
+    splits = np.zeros(n, dtype=np.uint8)
+    splits[order[:n_test]] = 2
+    splits[order[n_test : n_test + n_val]] = 1
+    return splits
 
 
-def _write_split(tok: Tokenizer, docs: list[Document], path: Path, dtype: np.dtype, eos: int) -> int:
-    """Encode documents in chunks (encode_batch runs on all cores), EOS after each; return the token count."""
-    count = 0
-    with open(path, "wb") as f:
-        i = 0
-        while i < len(docs):
-            chunk, size = [], 0
-            while i < len(docs) and (not chunk or size < ENCODE_CHUNK_CHARS):
-                chunk.append(docs[i].text)
-                size += len(docs[i].text)
-                i += 1
-            for enc in tok.encode_batch(chunk, add_special_tokens=False):
-                ids = np.asarray(enc.ids + [eos], dtype=dtype)
-                f.write(ids.tobytes())
-                count += len(ids)
-    return count
+def contiguous_parts(text: str, cfg: PrepareConfig) -> dict[str, str]:
+    """One document splits train | val | test by position, as nanoGPT splits Tiny Shakespeare."""
+    n = len(text)
+    a = int(n * (1 - cfg.val_fraction - cfg.test_fraction))
+    b = int(n * (1 - cfg.test_fraction))
+    return {"train": text[:a], "val": text[a:b], "test": text[b:]}
 
 
-def cache_key(cfg: PrepareConfig, checksum: str) -> str:
-    parts = [
-        f"v{FORMAT_VERSION}",
-        checksum,
-        tokenizer_spec_key(cfg.tokenizer),
-        str(cfg.vocab_size) if cfg.tokenizer == "bpe" else "-",
-        f"{cfg.val_fraction}:{cfg.test_fraction}:{cfg.split_seed}",
-    ]
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+# --- pass 2: write --------------------------------------------------------------------------------
+class SplitWriter:
+    """Encodes documents in chunks (EOS after each) into shards of at most shard_tokens tokens."""
+
+    def __init__(self, split: str, directory: Path, tok: Tokenizer, dtype, eos: int, shard_tokens: int):
+        self.split, self.dir, self.tok, self.dtype = split, directory, tok, dtype
+        self.eos, self.shard_tokens = eos, shard_tokens
+        self.pending: list[tuple[int, str]] = []
+        self.pending_chars = 0
+        self.shards: list[dict] = []
+        self.file = None
+        self.tokens = self.documents = self.chars = 0
+        self.source_ranges: dict[int, list[int]] = {}  # source -> [first token, end token)
+
+    def add(self, source: int, text: str) -> None:
+        self.pending.append((source, text))
+        self.pending_chars += len(text)
+        if self.pending_chars >= ENCODE_CHUNK_CHARS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        encode = getattr(self.tok, "encode_batch_fast", self.tok.encode_batch)
+        encodings = encode([t for _, t in self.pending], add_special_tokens=False)
+        for (source, text), enc in zip(self.pending, encodings):
+            ids = np.asarray(enc.ids + [self.eos], dtype=self.dtype)
+            start = self.tokens
+            self._write(ids)
+            span = self.source_ranges.setdefault(source, [start, start])
+            span[1] = self.tokens
+            self.documents += 1
+            self.chars += len(text)
+        self.pending, self.pending_chars = [], 0
+
+    def _write(self, ids: np.ndarray) -> None:
+        while len(ids):
+            if self.file is None or self.shards[-1]["tokens"] >= self.shard_tokens:
+                self._open()
+            room = self.shard_tokens - self.shards[-1]["tokens"]
+            part, ids = ids[:room], ids[room:]
+            data = part.tobytes()
+            self.file.write(data)
+            self.hash.update(data)
+            self.shards[-1]["tokens"] += len(part)
+            self.tokens += len(part)
+
+    def _open(self) -> None:
+        self.close()
+        name = f"{self.split}-{len(self.shards):05d}.bin"
+        self.file, self.hash = open(self.dir / name, "wb"), hashlib.sha256()
+        self.shards.append({"file": name, "tokens": 0})
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.shards[-1]["sha256"] = self.hash.hexdigest()
+            self.file = None
+
+    def finish(self, source_names: list[str]) -> dict:
+        self.flush()
+        self.close()
+        return {
+            "tokens": self.tokens, "documents": self.documents, "chars": self.chars, "shards": self.shards,
+            "sources": [{"corpus": source_names[s], "start": a, "end": b}
+                        for s, (a, b) in sorted(self.source_ranges.items())],
+        }
+
+
+def _bounded(texts, max_chars: int):
+    seen = 0
+    for text in texts:
+        yield text[: max_chars - seen]
+        seen += len(text)
+        if seen >= max_chars:
+            return
 
 
 def prepare(cfg: PrepareConfig, cache_dir: Path, out: Path | None = None, log=print) -> PreparedData:
     """Build (or reuse) the prepared directory for cfg; out overrides the cache location."""
-    if is_prepared_dir(cfg.corpus):
-        return PreparedData.load(cfg.corpus)
-    docs = load_documents(cfg.corpus, cache_dir)
-    checksum = corpus_checksum(docs)
-    key = cache_key(cfg, checksum)
+    if len(cfg.corpus) == 1 and is_prepared_dir(cfg.corpus[0]):
+        return PreparedData.load(cfg.corpus[0])
+    key = cache_key(cfg, cache_dir)
     if out is None:
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(cfg.corpus).stem or cfg.corpus)[:40]
+        first = cfg.corpus[0]
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(first).stem or first)[:40] + ("+" if len(cfg.corpus) > 1 else "")
         tok_slug = cfg.tokenizer if cfg.tokenizer in ("char", "bpe", "gpt2") else "file"
         out = cache_dir / "prepared" / f"{slug}-{tok_slug}-{key[:12]}"
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(out) + ".lock"):  # other ranks / processes wait, then reuse
         if out.exists():
-            if is_prepared_dir(out) and PreparedData.load(out).meta.get("key") == key:
+            if is_prepared_dir(out) and json.loads((out / "meta.json").read_text()).get("key") == key:
                 return PreparedData.load(out)
             raise LitLLMError(f"{out} exists and holds something else; choose another --out or remove it")
-        start = time.perf_counter()
-        splits = split_documents(docs, cfg)
-        # chars come from every split (as nanoGPT does) so nothing maps to <unk>; BPE learns from train only
-        sample = docs if cfg.tokenizer == "char" else splits["train"]
-        tok = build_tokenizer(cfg.tokenizer, cfg.vocab_size, (d.text for d in sample))
-        eos = eos_id(tok)
-        vocab_size = tok.get_vocab_size()
-        dtype = np.dtype(np.uint16 if vocab_size <= 2**16 else np.uint32)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
         try:
-            split_meta = {}
-            for split in SPLITS:
-                file = f"{split}.bin"
-                n = _write_split(tok, splits[split], tmp / file, dtype, eos)
-                split_meta[split] = {
-                    "file": file,
-                    "tokens": n,
-                    "documents": len(splits[split]),
-                    "chars": sum(len(d.text) for d in splits[split]),
-                    "sha256": hashlib.sha256((tmp / file).read_bytes()).hexdigest(),
-                }
-            tok.save(str(tmp / "tokenizer.json"))
-            meta = {
-                "format": FORMAT_VERSION,
-                "key": key,
-                "vocab_size": vocab_size,
-                "dtype": dtype.name,
-                "eos_id": eos,
-                "tokenizer": {"spec": cfg.tokenizer, "vocab_size_requested": cfg.vocab_size},
-                "source": {
-                    "corpus": cfg.corpus,
-                    "checksum": checksum,
-                    "documents": len(docs),
-                    "bytes": sum(len(d.text.encode("utf-8")) for d in docs),
-                },
-                "split": {"val_fraction": cfg.val_fraction, "test_fraction": cfg.test_fraction, "seed": cfg.split_seed},
-                "splits": split_meta,
-                "seconds": round(time.perf_counter() - start, 3),
-            }
-            (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+            meta = _build(cfg, cache_dir, tmp, key, log)
             tmp.rename(out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        counts = ", ".join(f"{s} {m['tokens']:,}" for s, m in split_meta.items() if m["tokens"])
-        log(f"prepared {out} in {meta['seconds']:.1f}s: vocab {vocab_size}, tokens {counts}")
-        return PreparedData.load(out)
+    print_summary(out, meta, log)
+    return PreparedData.load(out)
+
+
+def _build(cfg: PrepareConfig, cache_dir: Path, tmp: Path, key: str, log) -> dict:
+    from lit_llm.data.progress import Progress
+
+    start = time.perf_counter()
+    with Progress("scan", log) as bar:
+        sc = scan(cfg, cache_dir, tmp / "spill.tmp", bar.advance)
+    single = len(sc.split_keys) == 1
+    splits = None if single else assign_splits(sc.split_keys, cfg)
+
+    def documents(which: int | None = None):
+        """(source, text, split index) of kept documents, from the spill file."""
+        for i, (source, text) in enumerate(read_spill(sc.spill)):
+            if single:
+                for j, part in enumerate(contiguous_parts(text, cfg).values()):
+                    if part and (which is None or which == j):
+                        yield source, part, j
+            elif which is None or splits[i] == which:
+                yield source, text, int(splits[i])
+
+    t0 = time.perf_counter()
+    if cfg.tokenizer == "char":
+        tok = build_tokenizer("char", 0, ["".join(sorted(sc.chars))])
+    else:
+        tok = build_tokenizer(cfg.tokenizer, cfg.vocab_size,
+                              _bounded((t for _, t, _ in documents(0)), BPE_SAMPLE_CHARS))
+    tokenizer_seconds = time.perf_counter() - t0
+    eos = eos_id(tok)
+    vocab_size = tok.get_vocab_size()
+    dtype = np.dtype(np.uint16 if vocab_size <= 2**16 else np.uint32)
+    writers = [SplitWriter(s, tmp, tok, dtype, eos, cfg.shard_tokens) for s in SPLITS]
+    t0 = time.perf_counter()
+    with Progress("tokenize", log, total=sum(len(k) for k in [sc.split_keys])) as bar:
+        for source, text, split in documents():
+            writers[split].add(source, text)
+            bar.advance(1)
+        split_meta = {s: w.finish(cfg.corpus) for s, w in zip(SPLITS, writers)}
+    encode_seconds = time.perf_counter() - t0
+    sc.spill.unlink()
+    tok.save(str(tmp / "tokenizer.json"))
+    total_tokens = sum(m["tokens"] for m in split_meta.values())
+    total_bytes = sum(s["bytes"] for s in sc.sources)
+    meta = {
+        "format": FORMAT_VERSION,
+        "key": key,
+        "vocab_size": vocab_size,
+        "dtype": dtype.name,
+        "eos_id": eos,
+        "tokenizer": {"spec": cfg.tokenizer, "vocab_size_requested": cfg.vocab_size,
+                      "special_tokens": [t for t in ("<|endoftext|>", "<pad>", "<mask>", "<unk>")
+                                         if tok.token_to_id(t) is not None]},
+        "sources": sc.sources,
+        "cleaning": {"config": asdict(cfg.clean), **{k: v for k, v in sc.counts.items() if "dup" not in k}},
+        "dedup": {"config": asdict(cfg.dedup), "exact_duplicates": sc.counts["exact_duplicates"],
+                  "near_duplicates": sc.counts["near_duplicates"], "examples": sc.examples},
+        "split": {"val_fraction": cfg.val_fraction, "test_fraction": cfg.test_fraction, "seed": cfg.split_seed,
+                  "by": "position" if single else "document"},
+        "splits": split_meta,
+        "bytes_per_token": round(total_bytes / max(1, total_tokens), 4),
+        "seconds": {"total": round(time.perf_counter() - start, 3), "tokenizer": round(tokenizer_seconds, 3),
+                    "encode": round(encode_seconds, 3)},
+    }
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+    return meta
+
+
+def print_summary(path: Path, meta: dict, log) -> None:
+    c, d = meta["cleaning"], meta["dedup"]
+    log(f"prepared {path} in {meta['seconds']['total']:.1f}s")
+    log(f"  documents {c.get('documents_in', 0):,} in, {c.get('documents_kept', 0):,} kept "
+        f"(exact duplicates {d['exact_duplicates']:,}, near duplicates {d['near_duplicates']:,}, "
+        f"dropped by filters {sum(v for k, v in c.items() if k.startswith('dropped')):,})")
+    log(f"  vocab {meta['vocab_size']:,} ({meta['dtype']}), {meta['bytes_per_token']} bytes/token")
+    for split, info in meta["splits"].items():
+        if info["tokens"]:
+            log(f"  {split:5s} {info['tokens']:>13,} tokens {info['documents']:>9,} documents "
+                f"{len(info['shards'])} shard(s)")

@@ -7,7 +7,7 @@ to --data.vocab_size), "gpt2" (GPT-2's vocab.json + merges.txt), or a path to a 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -15,45 +15,38 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, train
 from lit_llm.errors import LitLLMError
 
 EOS = "<|endoftext|>"
+PAD = "<pad>"
+MASK = "<mask>"  # for the masked-LM objective
 UNK = "<unk>"
-BPE_SAMPLE_CHARS = 200_000_000  # BPE trains on at most this much text; enough for its statistics
 
 
 def char_tokenizer(texts: Iterable[str]) -> Tokenizer:
     chars = sorted(set().union(*(set(t) for t in texts)))
     vocab = {c: i for i, c in enumerate(chars)}
-    vocab[EOS] = len(vocab)
-    vocab[UNK] = len(vocab)
+    for special in (EOS, PAD, MASK, UNK):
+        vocab[special] = len(vocab)
     tok = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
     tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
     tok.decoder = decoders.Fuse()
-    tok.add_special_tokens([EOS, UNK])
+    tok.add_special_tokens([EOS, PAD, MASK, UNK])
     return tok
-
-
-def _bounded(texts: Iterable[str], max_chars: int) -> Iterator[str]:
-    seen = 0
-    for text in texts:
-        yield text[: max_chars - seen]
-        seen += len(text)
-        if seen >= max_chars:
-            return
 
 
 def bpe_tokenizer(texts: Iterable[str], vocab_size: int) -> Tokenizer:
     alphabet = pre_tokenizers.ByteLevel.alphabet()
-    if vocab_size < len(alphabet) + 1:
+    specials = [EOS, PAD, MASK]
+    if vocab_size < len(alphabet) + len(specials):
         raise LitLLMError(
             f"--data.vocab_size {vocab_size} is too small for byte-level BPE: it needs at least "
-            f"{len(alphabet) + 1} (256 bytes + {EOS})"
+            f"{len(alphabet) + len(specials)} (256 bytes + {', '.join(specials)})"
         )
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=[EOS], initial_alphabet=alphabet, show_progress=False
+        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=alphabet, show_progress=False
     )
-    tok.train_from_iterator(_bounded(texts, BPE_SAMPLE_CHARS), trainer)
+    tok.train_from_iterator(texts, trainer)
     return tok
 
 
