@@ -288,6 +288,8 @@ def prepare(cfg: PrepareConfig, cache_dir: Path, out: Path | None = None, log=pr
             if is_prepared_dir(out) and json.loads((out / "meta.json").read_text()).get("key") == key:
                 return PreparedData.load(out)
             raise LitLLMError(f"{out} exists and holds something else; choose another --out or remove it")
+        for stale in out.parent.glob(f".{out.name}.*"):  # left by a killed build; we hold the lock
+            shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
         try:
             meta = _build(cfg, cache_dir, tmp, key, log)
