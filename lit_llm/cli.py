@@ -8,6 +8,7 @@ Run outputs under --trainer.default_root_dir (default `runs`):
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import warnings
@@ -134,6 +135,8 @@ class LitLLMCLI(LightningCLI):
         })
         parser.add_lightning_class_args(Throughput, "throughput")
         parser.add_class_arguments(WandbOptions, "wandb")
+        parser.add_argument("--max_tokens", type=float | None, default=None,
+                            help="training budget in tokens; sets trainer.max_steps from the global batch")
         parser.link_arguments("data.block_size", "model.block_size")
         parser.link_arguments("data.model_vocab_size", "model.vocab_size", apply_on="instantiate")
 
@@ -146,7 +149,15 @@ class LitLLMCLI(LightningCLI):
             checkpoint.dirpath = os.path.realpath(os.path.join(root, "checkpoints"))
         if config.get("logger") in (None, True):
             kwargs["logger"] = make_loggers(root, self._get(self.config_init, "wandb"))
-        return super().instantiate_trainer(**kwargs)
+        trainer = super().instantiate_trainer(**kwargs)
+        max_tokens = self._get(self.config, "max_tokens")
+        if max_tokens:
+            if max_tokens <= 0:
+                raise LitLLMError(f"--max_tokens must be positive, got {max_tokens}")
+            data = self._get(self.config_init, "data")
+            per_step = data.batch_size * data.block_size * trainer.world_size * trainer.accumulate_grad_batches
+            trainer.fit_loop.epoch_loop.max_steps = max(1, math.ceil(max_tokens / per_step))
+        return trainer
 
     def _instantiate_trainer(self, config, callbacks):
         callbacks = list(callbacks) + [RunSummary(), FinalValidation(), PredictionWriter()]
@@ -218,19 +229,44 @@ def generate_main(args: list[str]) -> None:
         print(text)
 
 
-COMMANDS = {"prepare": prepare_main, "generate": generate_main}
+def sweep_main(args: list[str]) -> int:
+    """lit-llm sweep FILE: run a W&B sweep file offline."""
+    from jsonargparse import ArgumentParser
+
+    from lit_llm.sweep import SweepRunner
+
+    parser = ArgumentParser(prog="lit-llm sweep", description="Run a W&B sweep file offline.")
+    parser.add_argument("file", type=str, help="a W&B sweep YAML (sweeps/*.yaml)")
+    parser.add_argument("--out", type=str | None, default=None, help="sweep directory (default runs/sweeps/NAME)")
+    parser.add_argument("--count", type=int | None, default=None, help="number of runs (random, bayes) or the first N (grid)")
+    parser.add_argument("--parallel", type=int, default=1, help="runs at a time")
+    parser.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true", help="print the commands only")
+    parser.add_argument("--seed", type=int, default=0, help="seed of random search")
+    cfg = parser.parse_args(args)
+    return SweepRunner(cfg.file, cfg.out, cfg.count, cfg.parallel, cfg.dry_run, cfg.seed).run()
+
+
+def scaling_main(args: list[str]) -> int:
+    from lit_llm.scaling import scaling_main as run
+
+    return run(args)
+
+
+COMMANDS = {"prepare": prepare_main, "generate": generate_main, "sweep": sweep_main, "scaling": scaling_main}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         if args and args[0] in COMMANDS:
-            COMMANDS[args[0]](args[1:])
+            return COMMANDS[args[0]](args[1:]) or 0
         else:
             run_cli(None if argv is None else args)
     except LitLLMError as err:
         print(f"lit-llm: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like
+        return 0
     except KeyboardInterrupt:
         print("lit-llm: interrupted", file=sys.stderr)
         return 130

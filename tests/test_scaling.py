@@ -1,0 +1,83 @@
+"""Scaling-law fits recover known laws; the command writes fit.json and plots."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize_scalar
+
+from lit_llm.cli import main
+from lit_llm.scaling import compute_optimal, fit_chinchilla, fit_isoflop, load_points
+
+TRUE = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}  # Hoffmann et al.'s fit
+
+
+def law(N, D, p=TRUE):
+    return p["E"] + p["A"] / N ** p["alpha"] + p["B"] / D ** p["beta"]
+
+
+def grid_points(noise: float = 0.005, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    N = np.repeat(np.logspace(7, 11, 8), 8)  # 10M..100B parameters, 1B..10T tokens
+    D = np.tile(np.logspace(9, 13, 8), 8)
+    return {"N": N, "D": D, "C": 6 * N * D, "loss": law(N, D) * np.exp(rng.normal(0, noise, len(N)))}
+
+
+@pytest.mark.slow
+def test_chinchilla_fit_recovers_parameters_from_noisy_data():
+    fit = fit_chinchilla(grid_points(), bootstrap=10)
+    assert abs(fit["alpha"] - TRUE["alpha"]) < 0.02 and abs(fit["beta"] - TRUE["beta"]) < 0.02
+    assert abs(fit["E"] - TRUE["E"]) < 0.02
+    assert fit["ci"]["alpha"][0] <= fit["alpha"] <= fit["ci"]["alpha"][1]
+
+
+def test_compute_optimal_exponents_match_analytic_and_numeric():
+    opt = compute_optimal(TRUE, 1e21)
+    a = TRUE["beta"] / (TRUE["alpha"] + TRUE["beta"])
+    assert opt["a"] == pytest.approx(a) and opt["b"] == pytest.approx(1 - a)
+
+    def numeric_n_opt(C):  # minimise L(N, C / 6N) over N directly
+        res = minimize_scalar(lambda x: law(math.exp(x), C / (6 * math.exp(x))), bounds=(5, 40), method="bounded",
+                              options={"xatol": 1e-10})
+        return math.exp(res.x)
+
+    slope = (math.log(numeric_n_opt(1e23)) - math.log(numeric_n_opt(1e21))) / math.log(100)
+    assert slope == pytest.approx(a, abs=1e-4)
+    assert numeric_n_opt(1e21) == pytest.approx(opt["N_opt"], rel=1e-3)
+    assert opt["N_opt"] * opt["D_opt"] * 6 == pytest.approx(1e21)
+
+
+def test_isoflop_minima_follow_the_compute_optimal_exponent():
+    Cs = np.logspace(18, 22, 5)
+    N = np.concatenate([np.logspace(np.log10(compute_optimal(TRUE, c)["N_opt"]) - 1, np.log10(compute_optimal(TRUE, c)["N_opt"]) + 1, 9) for c in Cs])
+    C = np.repeat(Cs, 9)
+    D = C / (6 * N)
+    iso = fit_isoflop({"N": N, "D": D, "C": C, "loss": law(N, D)})
+    assert len(iso["groups"]) == 5
+    assert iso["a"] == pytest.approx(TRUE["beta"] / (TRUE["alpha"] + TRUE["beta"]), abs=0.03)
+
+
+@pytest.mark.slow
+def test_scaling_command_on_csv_and_on_run_summaries(tmp_path, capsys):
+    pts = grid_points()
+    csv = tmp_path / "published.csv"
+    csv.write_text("N,C,loss\n" + "".join(f"{n},{c},{l}\n" for n, c, l in zip(pts["N"], pts["C"], pts["loss"])))
+    assert main(["scaling", "fit", str(csv), "--out", str(tmp_path / "fit"), "--bootstrap", "5"]) == 0
+    fit = json.loads((tmp_path / "fit" / "fit.json").read_text())
+    chin = fit["chinchilla"]
+    assert all(isinstance(chin[k], float) for k in ("E", "A", "B", "alpha", "beta"))
+    assert set(chin["ci"]) >= {"E", "alpha", "beta"} and abs(chin["alpha"] - 0.34) < 0.02
+    assert fit["L_N"]["alpha"] > 0 and fit["L_D"]["alpha"] > 0 and "isoflop" in fit
+    for png in ("loss_vs_compute.png", "isoflop.png", "residuals.png"):
+        assert (tmp_path / "fit" / png).stat().st_size > 10_000
+    assert "compute-optimal" in capsys.readouterr().out
+
+    runs = tmp_path / "sweep"
+    for i, (n, d, l) in enumerate(zip(pts["N"][:6], pts["D"][:6], pts["loss"][:6])):
+        (runs / f"run-{i}").mkdir(parents=True)
+        (runs / f"run-{i}" / "summary.json").write_text(json.dumps(
+            {"params": n * 1.1, "params_non_embedding": n, "tokens_seen": d, "val/loss": l}))
+    loaded = load_points(runs)
+    assert np.allclose(np.sort(loaded["N"]), np.sort(pts["N"][:6])) and len(loaded["loss"]) == 6
+    assert main(["scaling", "fit", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]) == 2
