@@ -137,6 +137,9 @@ class LitLLMCLI(LightningCLI):
         parser.add_class_arguments(WandbOptions, "wandb")
         parser.add_argument("--max_tokens", type=float | None, default=None,
                             help="training budget in tokens; sets trainer.max_steps from the global batch")
+        parser.add_argument("--tokens_per_step", type=int | None, default=None,
+                            help="global batch in tokens; sets trainer.accumulate_grad_batches from the micro-batch "
+                                 "(data.batch_size x data.block_size) and the number of devices")
         parser.link_arguments("data.block_size", "model.block_size")
         parser.link_arguments("data.model_vocab_size", "model.vocab_size", apply_on="instantiate")
 
@@ -150,11 +153,18 @@ class LitLLMCLI(LightningCLI):
         if config.get("logger") in (None, True):
             kwargs["logger"] = make_loggers(root, self._get(self.config_init, "wandb"))
         trainer = super().instantiate_trainer(**kwargs)
+        data = self._get(self.config_init, "data")
+        tokens_per_step = self._get(self.config, "tokens_per_step")
+        if tokens_per_step:
+            micro = data.batch_size * data.block_size * trainer.world_size
+            if tokens_per_step % micro:
+                raise LitLLMError(f"--tokens_per_step {tokens_per_step} is not a multiple of batch_size x "
+                                  f"block_size x devices = {micro}")
+            trainer.accumulate_grad_batches = tokens_per_step // micro
         max_tokens = self._get(self.config, "max_tokens")
         if max_tokens:
             if max_tokens <= 0:
                 raise LitLLMError(f"--max_tokens must be positive, got {max_tokens}")
-            data = self._get(self.config_init, "data")
             per_step = data.batch_size * data.block_size * trainer.world_size * trainer.accumulate_grad_batches
             trainer.fit_loop.epoch_loop.max_steps = max(1, math.ceil(max_tokens / per_step))
         return trainer

@@ -27,6 +27,7 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu"):
         raise LitLLMError(f"{path} is not a lit_llm checkpoint (no hyper_parameters / lit_llm entries)")
     hparams = {k: v for k, v in ckpt["hyper_parameters"].items() if not k.startswith("_")}
     model = LanguageModel(**hparams)
+    model.configure_model()
     model.load_state_dict(ckpt["state_dict"])
     model.on_load_checkpoint(ckpt)
     model.eval()

@@ -23,6 +23,7 @@ from typing import Literal
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.utils.checkpoint
 
 
 @dataclass
@@ -59,6 +60,31 @@ class GPTConfig:
     @property
     def head_size(self) -> int:
         return self.n_embd // self.n_head
+
+
+class Linear(nn.Linear):
+    """nn.Linear with GPT-2's init, N(0, std) weights and zero bias, in reset_parameters: the method FSDP
+    calls when it materialises weights built on the meta device, so that path gets the same init."""
+
+    std = 0.02
+
+    def reset_parameters(self) -> None:
+        nn.init.normal_(self.weight, mean=0.0, std=self.std)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+
+class Embedding(nn.Embedding):
+    def reset_parameters(self) -> None:
+        nn.init.normal_(self.weight, mean=0.0, std=0.02)
+
+
+def residual_linear(n_in: int, n_out: int, config: GPTConfig) -> Linear:
+    """A projection into the residual stream: std scaled by 1/sqrt(2 * n_layer) (GPT-2)."""
+    layer = Linear(n_in, n_out, bias=config.bias)
+    layer.std = 0.02 / math.sqrt(2 * config.n_layer)
+    layer.reset_parameters()
+    return layer
 
 
 def make_norm(config: GPTConfig) -> nn.Module:
@@ -102,8 +128,8 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.config = config
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.c_attn = Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_proj = residual_linear(config.n_embd, config.n_embd, config)
         self.resid_dropout = nn.Dropout(config.dropout)
 
     def forward(
@@ -139,10 +165,10 @@ class MLP(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.swiglu = config.mlp == "swiglu"
-        self.c_fc = nn.Linear(config.n_embd, config.n_ff, bias=config.bias)
+        self.c_fc = Linear(config.n_embd, config.n_ff, bias=config.bias)
         if self.swiglu:
-            self.c_gate = nn.Linear(config.n_embd, config.n_ff, bias=config.bias)
-        self.c_proj = nn.Linear(config.n_ff, config.n_embd, bias=config.bias)
+            self.c_gate = Linear(config.n_embd, config.n_ff, bias=config.bias)
+        self.c_proj = residual_linear(config.n_ff, config.n_embd, config)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -170,14 +196,15 @@ class GPT(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.config = config
-        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
-        self.wpe = nn.Embedding(config.block_size, config.n_embd) if config.pos == "learned" else None
+        self.wte = Embedding(config.vocab_size, config.n_embd)
+        self.wpe = Embedding(config.block_size, config.n_embd) if config.pos == "learned" else None
         self.drop = nn.Dropout(config.dropout)
         self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = make_norm(config)
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_embeddings:
             self.lm_head.weight = self.wte.weight
+        self.checkpoint_blocks = False  # activation checkpointing: recompute each block in backward
         if config.pos == "rope":
             cos, sin = rope_cache(config)
             self.register_buffer("rope_cos", cos, persistent=False)
@@ -186,19 +213,16 @@ class GPT(nn.Module):
 
     @torch.no_grad()
     def init_weights(self) -> None:
-        """GPT-2 init: N(0, 0.02) everywhere, residual projections scaled by 1/sqrt(2 * n_layer)."""
-        proj_std = 0.02 / math.sqrt(2 * self.config.n_layer)
-        for name, module in self.named_modules():
-            if isinstance(module, nn.Linear):
-                std = proj_std if name.endswith("c_proj") else 0.02
-                nn.init.normal_(module.weight, mean=0.0, std=std)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Embedding):
-                nn.init.normal_(module.weight, mean=0.0, std=0.02)
-            elif isinstance(module, (nn.LayerNorm, nn.RMSNorm)):
+        """GPT-2 init: N(0, 0.02) everywhere, residual projections N(0, 0.02 / sqrt(2 * n_layer)), norms at
+        one. Each layer's reset_parameters holds its part, so FSDP's meta-device path inits the same."""
+        for module in self.modules():
+            if module is not self and hasattr(module, "reset_parameters"):
                 module.reset_parameters()
-        if self.config.pos == "rope":  # buffers are not materialised from the meta device
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """The model's own state: the RoPE tables (buffers are not materialised from the meta device)."""
+        if self.config.pos == "rope":
             self.rope_cos, self.rope_sin = rope_cache(self.config, self.wte.weight.device)
 
     def num_params(self, non_embedding: bool = True) -> int:
@@ -238,7 +262,10 @@ class GPT(nn.Module):
         x = self.drop(x)
         rope = (self.rope_cos, self.rope_sin) if self.config.pos == "rope" else None
         for i, block in enumerate(self.h):
-            x = block(x, rope, caches[i] if caches is not None else None, pos)
+            if self.checkpoint_blocks and self.training and caches is None:
+                x = torch.utils.checkpoint.checkpoint(block, x, rope, use_reentrant=False)
+            else:
+                x = block(x, rope, caches[i] if caches is not None else None, pos)
         return self.lm_head(self.ln_f(x))
 
     @torch.no_grad()

@@ -80,6 +80,8 @@ class LanguageModel(L.LightningModule):
         sample_max_new_tokens: int = 200,
         sample_temperature: float = 0.8,
         sample_top_k: int | None = 200,
+        compile: bool = False,
+        activation_checkpointing: bool = False,
     ) -> None:
         """
         Args:
@@ -107,6 +109,9 @@ class LanguageModel(L.LightningModule):
             sample_max_new_tokens: tokens generated per prompt by `predict`.
             sample_temperature: sampling temperature for `predict` (0 = greedy).
             sample_top_k: top-k for `predict` (None = no cut).
+            compile: torch.compile the model (in place: checkpoints keep their keys).
+            activation_checkpointing: recompute each block's activations in backward (less memory, ~30%
+                more compute); under FSDP use the strategy's activation_checkpointing_policy instead.
         """
         super().__init__()
         if vocab_size <= 0 or block_size <= 0:
@@ -120,12 +125,24 @@ class LanguageModel(L.LightningModule):
                                     bias, tie_embeddings, dropout, rope_theta)
         except ValueError as err:
             raise LitLLMError(f"invalid model config: {err}") from None
-        self.model = GPT(self.config)
+        self.model: GPT | None = None  # built in configure_model(), on the meta device under FSDP
         self.val_nll = TokenNLL()
         self.test_nll = TokenNLL()
         self.tokens_seen = 0
+        self._step_nll, self._step_tokens = 0.0, 0  # sums over the micro-batches of the current step
         self.tokenizer_json: str | None = None  # set from the data module or the checkpoint
         self.data_meta: dict = {}
+
+    def configure_model(self) -> None:
+        """Build the network here, not in __init__, so Lightning can create it directly on the device, or
+        on the meta device for FSDP, which then materialises each layer with its reset_parameters (our
+        GPT-2 init). Parallelism itself stays in the trainer's strategy."""
+        if self.model is not None:
+            return
+        self.model = GPT(self.config)
+        self.model.checkpoint_blocks = self.hparams.activation_checkpointing
+        if self.hparams.compile:
+            self.model.compile()
 
     # --- data facts carried by the module -------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -172,16 +189,28 @@ class LanguageModel(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         tokens = batch["tokens"]
-        nll_sum, n_tokens = self.nll(tokens[:, :-1], tokens[:, 1:])
-        loss = nll_sum / n_tokens
-        # training windows hold no ignored targets: count from the shape, with no device sync
-        self.tokens_seen += tokens[:, 1:].numel() * self.trainer.world_size
-        if should_log(self.trainer):  # logging costs ~0.1 ms a call: only on the steps that are written
-            sync = self.trainer.world_size > 1
-            self.log("train/loss", loss, prog_bar=True, sync_dist=sync)
-            self.log("train/ppl", torch.exp(loss.detach()), sync_dist=sync)
-            self.log("tokens_seen", torch.tensor(self.tokens_seen, dtype=torch.float64))
-            self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+        targets = batch.get("targets", tokens[:, 1:])  # -1 marks positions without a target
+        nll_sum, n_tokens = self.nll(tokens[:, :-1], targets)
+        # Lightning divides each micro-batch's loss by accumulate_grad_batches and DDP averages gradients
+        # over ranks; multiplying by both and dividing by the optimizer step's token count (all micro-
+        # batches, all ranks) makes the gradient that of sum(NLL) / sum(tokens) over the step, however the
+        # step is split. Without "step_tokens" every micro-batch is assumed to hold as many targets.
+        accum, world = self.trainer.accumulate_grad_batches, self.trainer.world_size
+        step_tokens = batch["step_tokens"] if "step_tokens" in batch else n_tokens * accum * world
+        loss = nll_sum * (accum * world) / step_tokens
+        self.tokens_seen += tokens[:, 1:].numel() * world  # from the shape: no device sync
+        self._step_nll = self._step_nll + nll_sum.detach()
+        self._step_tokens = self._step_tokens + n_tokens
+        if not self.trainer.fit_loop._should_accumulate():
+            if should_log(self.trainer):  # logging costs ~0.1 ms a call: only on the steps that are written
+                strategy = self.trainer.strategy
+                step_loss = strategy.reduce(self._step_nll, reduce_op="sum") / strategy.reduce(
+                    self._step_tokens.to(self._step_nll.dtype), reduce_op="sum")
+                self.log("train/loss", step_loss, prog_bar=True)
+                self.log("train/ppl", torch.exp(step_loss))
+                self.log("tokens_seen", torch.tensor(self.tokens_seen, dtype=torch.float64))
+                self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+            self._step_nll, self._step_tokens = 0.0, 0
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:

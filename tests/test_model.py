@@ -103,3 +103,39 @@ def test_top_k_and_top_p_restrict_sampling():
     picks = {sample_next(logits, 1.0, top_p=0.8, generator=g).item() for _ in range(200)}
     assert picks == {0, 1}
     assert sample_next(logits, 0.0).item() == 0
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_meta_device_build_materialises_with_gpt2_init(mode):
+    """What FSDP does with a model built on the meta device: to_empty, then reset_parameters on every
+    module, parents before children. The result must be GPT-2's init, not PyTorch's defaults."""
+    cfg = GPTConfig(vocab_size=97, block_size=16, n_layer=4, n_head=4, n_embd=256, **MODES[mode])
+    with torch.device("meta"):
+        model = GPT(cfg)
+    assert all(p.is_meta for p in model.parameters())
+    model.to_empty(device="cpu")
+    for module in model.modules():  # breadth-first from the root is what FSDP does; modules() is pre-order
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+    reference = GPT(cfg)
+    for (name, p), (_, q) in zip(model.named_parameters(), reference.named_parameters()):
+        if p.dim() >= 2:
+            assert abs(p.std().item() - q.std().item()) < 0.15 * q.std().item(), name
+        else:
+            assert torch.equal(p, q), name  # norms at one, biases at zero
+    proj = model.h[0].attn.c_proj.weight.std().item()
+    assert abs(proj - 0.02 / math.sqrt(8)) < 0.002
+    if mode == "modern":
+        assert torch.equal(model.rope_cos, reference.rope_cos)
+
+
+def test_activation_checkpointing_gives_the_same_gradients():
+    model = tiny("modern").train()
+    idx = torch.randint(0, 97, (2, 16))
+    grads = []
+    for flag in (False, True):
+        model.zero_grad()
+        model.checkpoint_blocks = flag
+        model(idx).logsumexp(-1).mean().backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads))
