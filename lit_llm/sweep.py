@@ -207,6 +207,9 @@ class SweepRunner:
         root = self.out / run["id"]
         root.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "WANDB_RUN_GROUP": self.name}
+        if self.parallel > 1 and "OMP_NUM_THREADS" not in env:
+            # runs side by side must not each spin a thread per core: oversubscribed CPUs crawl
+            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // self.parallel))
         start = time.time()
         run.update(status="running", command=cmd)
         self.save()
