@@ -150,9 +150,10 @@ class RunSummary(Callback):
         self.start = time.time()
 
     def _write(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if trainer.global_rank != 0 or trainer.log_dir is None:
+        log_dir = trainer.log_dir  # a collective under DDP: every rank must ask
+        if trainer.global_rank != 0 or log_dir is None:
             return
-        path = Path(trainer.log_dir) / "summary.json"
+        path = Path(log_dir) / "summary.json"
         summary = json.loads(path.read_text()) if path.exists() else {}
         metrics = {k: plain(v) for k, v in trainer.callback_metrics.items()}
         throughput = next((cb.latest for cb in trainer.callbacks if isinstance(cb, Throughput)), {})
@@ -204,9 +205,10 @@ class PredictionWriter(BasePredictionWriter):
         super().__init__(write_interval="epoch")
 
     def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
+        log_dir = trainer.log_dir  # a collective under DDP: every rank must ask
         if trainer.global_rank != 0:
             return
-        out = Path(trainer.log_dir or trainer.default_root_dir) / "predictions.jsonl"
+        out = Path(log_dir or trainer.default_root_dir) / "predictions.jsonl"
         out.parent.mkdir(parents=True, exist_ok=True)
         with open(out, "w") as f:
             for item in predictions:

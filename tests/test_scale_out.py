@@ -63,7 +63,8 @@ def test_simulated_two_node_run_completes(tiny_text, tmp_path):
         env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "NODE_RANK": str(node),
                "LOCAL_RANK": "0", "WORLD_SIZE": "2", "LIT_LLM_CACHE": str(tmp_path / "cache")}
         cmd = [sys.executable, "-m", "lit_llm", "fit", "--config", str(ROOT / "configs/trainer/multinode.yaml"),
-               "--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.num_nodes", "2",
+               "--trainer.accelerator", "cpu", "--trainer.precision", "32-true", "--trainer.devices", "1",
+               "--trainer.num_nodes", "2",
                "--trainer.max_steps", "6", "--trainer.val_check_interval", "3",
                "--trainer.default_root_dir", str(tmp_path / f"node{node}"), "--config",
                str(ROOT / "configs/model/toy.yaml"), "--data.corpus", str(tiny_text), "--data.tokenizer", "char",
