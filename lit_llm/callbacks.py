@@ -117,12 +117,18 @@ class Throughput(Callback):
 
 
 class FinalValidation(Callback):
-    """Stop at max_steps through trainer.should_stop, which makes Lightning validate (and so checkpoint)
-    at the final step even when it is not a multiple of val_check_interval."""
+    """Every fit ends with a validation and a last checkpoint at its final step: stopping at max_steps
+    through trainer.should_stop makes Lightning validate there even off the val_check_interval grid, and
+    last.ckpt is written at the end if ModelCheckpoint's own cadence (e.g. every_n_train_steps) missed it."""
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps:
             trainer.should_stop = True
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        ckpt = trainer.checkpoint_callback
+        if ckpt is not None and ckpt.save_last and ckpt._last_global_step_saved != trainer.global_step:
+            ckpt._save_last_checkpoint(trainer, ckpt._monitor_candidates(trainer))
 
 
 def plain(value):

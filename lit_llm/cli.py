@@ -19,12 +19,13 @@ from typing import Literal
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
-from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from lightning.pytorch.loggers import WandbLogger
 
 from lit_llm.callbacks import FinalValidation, PredictionWriter, RunSummary, Throughput
 from lit_llm.data.datamodule import TextDataModule
 from lit_llm.errors import LitLLMError
 from lit_llm.module import LanguageModel
+from lit_llm.resume import ResumableCSVLogger
 
 # noise from Lightning internals that a user cannot act on
 warnings.filterwarnings("ignore", message=".*treespec.*LeafSpec.*")
@@ -78,14 +79,35 @@ def resolve_wandb_mode(mode: str) -> str:
     return mode
 
 
-def make_loggers(root: str, opts: WandbOptions) -> list:
-    loggers = [CSVLogger(save_dir=root, name="lightning_logs")]  # first: its directory is trainer.log_dir
+def make_loggers(root: str, opts: WandbOptions, resume: dict | None = None) -> list:
+    """CSV (first: its directory is trainer.log_dir) and W&B; resume continues a checkpoint's logs."""
+    resume = resume or {}
+    csv_version = resume.get("csv_version")
+    loggers = [ResumableCSVLogger(save_dir=root, name="lightning_logs", version=csv_version,
+                                  resume_step=resume.get("global_step") if csv_version is not None else None,
+                                  pending_row=resume.get("pending_row"))]
     mode = resolve_wandb_mode(opts.mode)
     if mode != "disabled":
+        wandb_id = resume.get("wandb_id")
         # absolute: W&B's background service may run in another working directory
-        loggers.append(WandbLogger(save_dir=os.path.abspath(root), project=opts.project, name=opts.name, group=opts.group,
-                                   offline=mode == "offline"))
+        loggers.append(WandbLogger(save_dir=os.path.abspath(root), project=opts.project, name=opts.name,
+                                   group=opts.group, offline=mode == "offline", id=wandb_id,
+                                   resume="allow" if wandb_id else None))
     return loggers
+
+
+def resume_facts(ckpt_path: str | None, checkpoint_dir: str | None) -> dict | None:
+    """The run facts of the checkpoint a fit resumes from (None for a fresh fit)."""
+    from lit_llm.resume import newest_last_checkpoint, read_checkpoint_meta
+
+    if not ckpt_path:
+        return None
+    if ckpt_path == "last":
+        path = newest_last_checkpoint(checkpoint_dir) if checkpoint_dir else None
+        return read_checkpoint_meta(path) if path else None
+    if ckpt_path in ("best", "hpc") or "://" in ckpt_path:
+        return None
+    return read_checkpoint_meta(ckpt_path)
 
 
 def flatten(config: dict, prefix: str = "") -> dict:
@@ -151,7 +173,10 @@ class LitLLMCLI(LightningCLI):
             # <root>/checkpoints whatever the logger, so `--ckpt_path last` always finds them
             checkpoint.dirpath = os.path.realpath(os.path.join(root, "checkpoints"))
         if config.get("logger") in (None, True):
-            kwargs["logger"] = make_loggers(root, self._get(self.config_init, "wandb"))
+            resume = None
+            if self.subcommand == "fit":
+                resume = resume_facts(self._get(self.config, "ckpt_path"), checkpoint.dirpath if checkpoint else None)
+            kwargs["logger"] = make_loggers(root, self._get(self.config_init, "wandb"), resume)
         trainer = super().instantiate_trainer(**kwargs)
         data = self._get(self.config_init, "data")
         tokens_per_step = self._get(self.config, "tokens_per_step")

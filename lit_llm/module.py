@@ -130,6 +130,8 @@ class LanguageModel(L.LightningModule):
         self.test_nll = TokenNLL()
         self.tokens_seen = 0
         self._step_nll, self._step_tokens = 0.0, 0  # sums over the micro-batches of the current step
+        self._pending_rng: dict | None = None  # RNG state to restore before the first resumed step
+        self._realign_log_step = False
         self.tokenizer_json: str | None = None  # set from the data module or the checkpoint
         self.data_meta: dict = {}
 
@@ -158,23 +160,69 @@ class LanguageModel(L.LightningModule):
             self.data_meta = prepared.meta
 
     def on_train_start(self) -> None:
-        # Lightning saves checkpoints during validation, before it counts the step that validation
-        # followed, so a resumed run would log that step twice; realign the log step with global_step.
-        self.trainer.fit_loop.epoch_loop._batches_that_stepped = self.trainer.global_step
+        self._realign_log_step = True
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        from lit_llm.resume import rng_state
+
+        rng = [rng_state()]
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            rng = [None] * torch.distributed.get_world_size()  # every rank's, so each resumes its own
+            torch.distributed.all_gather_object(rng, rng_state())
         checkpoint["lit_llm"] = {
             "tokenizer_json": self.tokenizer_json,
             "data_meta_json": json.dumps(self.data_meta),
             "model_config": asdict(self.config),
             "tokens_seen": self.tokens_seen,
+            "rng": rng,
+            "run": self._run_ids(),
+            "pending_row": self._pending_row(),
         }
+
+    def _pending_row(self) -> dict | None:
+        """A checkpoint taken at the end of a training step precedes the writing of that step's metrics
+        row; keep the row so a resume after a kill can write it (no step goes missing from the log)."""
+        trainer = self._trainer
+        if trainer is None or not trainer.training or not should_log(trainer):
+            return None
+        logged = trainer._results.metrics(on_step=True)["log"] if trainer._results is not None else {}
+        metrics = {k: float(v) for k, v in logged.items()}
+        return {"step": trainer.fit_loop.epoch_loop._batches_that_stepped, "epoch": trainer.current_epoch,
+                "metrics": metrics} if metrics else None
+
+    def _run_ids(self) -> dict:
+        """The CSV log version and W&B run id, so a resumed fit continues the same logs."""
+        ids = {}
+        for logger in self.trainer.loggers if self._trainer is not None else []:
+            name = type(logger).__name__
+            if "CSVLogger" in name:
+                ids["csv_version"] = logger.version
+            elif name == "WandbLogger" and logger._experiment is not None:
+                ids["wandb_id"] = logger.experiment.id
+        return ids
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         extra = checkpoint.get("lit_llm", {})
         self.tokens_seen = int(extra.get("tokens_seen", 0))
         self.tokenizer_json = extra.get("tokenizer_json") or self.tokenizer_json
         self.data_meta = json.loads(extra.get("data_meta_json") or "{}") or self.data_meta
+        rng = extra.get("rng")
+        if rng and self._trainer is not None and self.trainer.state.fn == "fit":
+            rank = self.trainer.global_rank
+            # applied just before the next training step: creating the data iterator draws from the RNG
+            self._pending_rng = rng[rank] if rank < len(rng) else rng[0]
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        if self._realign_log_step:
+            # Lightning saves checkpoints before it counts the step they follow, so a resumed run would log
+            # a step twice (or skip one); before the first step of a (re)start, log steps = global_step.
+            self.trainer.fit_loop.epoch_loop._batches_that_stepped = self.trainer.global_step
+            self._realign_log_step = False
+        if self._pending_rng is not None:
+            from lit_llm.resume import set_rng_state
+
+            set_rng_state(self._pending_rng)
+            self._pending_rng = None
 
     # --- loss and metrics ------------------------------------------------------------------------
     def forward(self, idx: torch.Tensor) -> torch.Tensor:

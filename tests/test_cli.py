@@ -103,9 +103,11 @@ def test_second_fit_and_resume_keep_earlier_files(trained, tiny_text):
     assert main(fit_args(tiny_text, "runs", 20, "--ckpt_path", str(last), "--wandb.mode", "disabled")) == 0
     resumed = torch.load(last, weights_only=True)
     assert resumed["global_step"] == 20 and resumed["lit_llm"]["tokens_seen"] == 20 * 4 * 16
-    rows = read_csv(trained / "lightning_logs/version_2/metrics.csv")
-    assert [int(r["step"]) for r in rows if r["train/loss"]] == [13, 15, 17, 19]  # no step logged twice
-    assert [int(r["step"]) for r in rows if r["val/loss"]] == [14, 19]
+    assert not (trained / "lightning_logs/version_2").exists()  # the resume continued the first run's log
+    rows = read_csv(trained / "lightning_logs/version_0/metrics.csv")
+    steps = [int(r["step"]) for r in rows if r["train/loss"]]
+    assert steps == [1, 3, 5, 7, 9, 11, 13, 15, 17, 19]  # no step logged twice, none missing
+    assert [int(r["step"]) for r in rows if r["val/loss"]] == [4, 9, 11, 14, 19]
 
 
 def test_validate_test_and_predict(trained, tiny_text, tmp_path, capsys):

@@ -1,0 +1,111 @@
+"""Resuming a run where it stopped: the same CSV log and W&B run, the RNG states, no step logged twice.
+
+A checkpoint carries, under checkpoint["lit_llm"]["run"], the CSV log version and the W&B run id; the
+CLI reads them back before it builds the loggers. The CSV file then continues: rows logged after the
+checkpoint (by a run that was killed later) are dropped, and the resumed run appends from there.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+
+from lit_llm.errors import LitLLMError
+
+
+def newest_last_checkpoint(directory: str | Path) -> Path | None:
+    """The newest last*.ckpt in directory, as Lightning's --ckpt_path last picks it."""
+    candidates = list(Path(directory).glob("last*.ckpt"))
+    return max(candidates, key=lambda p: p.stat().st_mtime) if candidates else None
+
+
+def read_checkpoint_meta(path: str | Path) -> dict:
+    """global_step and lit_llm's run facts of a checkpoint (plain types only)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise LitLLMError(f"checkpoint {path} not found") from None
+    except Exception as err:
+        raise LitLLMError(f"cannot read checkpoint {path} ({err.__class__.__name__}); is it truncated?") from None
+    extra = ckpt.get("lit_llm", {})
+    return {"global_step": int(ckpt.get("global_step", 0)), "pending_row": extra.get("pending_row"),
+            **extra.get("run", {})}
+
+
+class AppendingWriter(ExperimentWriter):
+    """Continues an existing metrics.csv instead of deleting it (Lightning's writer deletes it), keeping
+    only the rows logged before `resume_step`."""
+
+    resume_step: int | None = None
+    pending_row: dict | None = None  # the checkpoint's own step row, if the kill came before its write
+
+    def _check_log_dir_exists(self) -> None:
+        path = Path(self.metrics_file_path)
+        if not path.is_file():
+            return
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            keys = list(reader.fieldnames or [])
+            rows = [r for r in reader if self.resume_step is None or int(float(r["step"])) < self.resume_step]
+        pending = self.pending_row
+        if pending and not any(int(float(r["step"])) == pending["step"] and r.get(k) for r in rows
+                               for k in pending["metrics"]):
+            keys = sorted(set(keys) | set(pending["metrics"]) | {"step", "epoch"})
+            rows.append({**pending["metrics"], "step": pending["step"], "epoch": pending["epoch"]})
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, path)
+        self.metrics_keys = keys
+
+
+class ResumableCSVLogger(CSVLogger):
+    """CSVLogger that flushes every logged row (so a kill loses none) and, given resume_step, appends to
+    its version's metrics.csv after dropping rows from resume_step on."""
+
+    def __init__(self, *args, resume_step: int | None = None, pending_row: dict | None = None, **kwargs) -> None:
+        kwargs.setdefault("flush_logs_every_n_steps", 1)
+        super().__init__(*args, **kwargs)
+        self.resume_step, self.pending_row = resume_step, pending_row
+
+    @property
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            writer_cls = type("Writer", (AppendingWriter,), {"resume_step": self.resume_step,
+                                                             "pending_row": self.pending_row})
+            self._experiment = writer_cls(log_dir=self.log_dir) if self.resume_step is not None \
+                else ExperimentWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
+def rng_state() -> dict:
+    """This process's RNG states as plain types (checkpoints load with weights_only=True)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+        "python": [list(x) if isinstance(x, tuple) else x for x in random.getstate()],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
