@@ -188,6 +188,9 @@ class RunSummary(Callback):
         for logger in trainer.loggers:
             if type(logger).__name__ == "WandbLogger" and logger._experiment is not None:
                 summary["wandb"] = {"id": logger.experiment.id, "dir": logger.experiment.dir}
+                # the facts `lit-llm scaling` needs, also in the W&B run summary (read back through W&B's API)
+                logger.experiment.summary.update({k: summary[k] for k in (
+                    "params", "params_non_embedding", "flops_per_token", "tokens_seen", "flops") if k in summary})
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(summary, indent=2))

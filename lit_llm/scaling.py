@@ -30,9 +30,11 @@ DELTA = 1e-3
 # --- data -----------------------------------------------------------------------------------------
 def load_points(source: str | Path, params: str = "non_embedding", metric: str = "val/loss") -> dict[str, np.ndarray]:
     """N, D, C, loss arrays from a directory of run summaries (summary.json) or a CSV file."""
-    source = Path(source)
     rows = []
-    if source.is_dir():
+    if str(source).startswith("wandb:"):
+        rows = wandb_rows(str(source)[6:], params, metric)
+        source = Path(str(source))
+    elif (source := Path(source)).is_dir():
         for path in sorted(source.rglob("summary.json")):
             s = json.loads(path.read_text())
             if s.get(metric) is None or not s.get("tokens_seen"):
@@ -56,6 +58,25 @@ def load_points(source: str | Path, params: str = "non_embedding", metric: str =
     arr = np.array([(n, d, l) for n, d, _, l in rows], dtype=np.float64)
     n, d, loss = arr.T
     return {"N": n, "D": d, "C": 6 * n * d, "loss": loss}
+
+
+def wandb_rows(path: str, params: str, metric: str, api=None) -> list[tuple]:
+    """(N, D, None, loss) of the finished runs of a W&B sweep ENTITY/PROJECT/SWEEP_ID (online)."""
+    try:
+        import wandb
+
+        api = api or wandb.Api(timeout=30)
+        runs = api.sweep(path).runs
+    except Exception as err:  # network, auth and lookup errors come in many types
+        raise LitLLMError(f"cannot read W&B sweep {path} ({err.__class__.__name__}: {err}); offline, "
+                          "give the sweep directory (run summaries) instead") from None
+    key = "params_non_embedding" if params == "non_embedding" else "params"
+    rows = []
+    for run in runs:
+        s = run.summary
+        if s.get(metric) is not None and s.get(key) and s.get("tokens_seen"):
+            rows.append((float(s[key]), float(s["tokens_seen"]), None, float(s[metric])))
+    return rows
 
 
 # --- fits -----------------------------------------------------------------------------------------
@@ -259,7 +280,8 @@ def scaling_main(args: list[str]) -> int:
 
     parser = ArgumentParser(prog="lit-llm scaling", description="Scaling-law fits.")
     parser.add_argument("action", type=str, help="fit")
-    parser.add_argument("input", type=str, help="a sweep directory (run summaries) or a CSV (N, D, loss)")
+    parser.add_argument("input", type=str, help="a sweep directory (run summaries), a CSV (N, D, loss), or "
+                                                "wandb:ENTITY/PROJECT/SWEEP_ID (online)")
     parser.add_argument("--out", type=str, default="scaling", help="output directory")
     parser.add_argument("--params", type=str, default="non_embedding", help="non_embedding or total")
     parser.add_argument("--metric", type=str, default="val/loss")

@@ -76,6 +76,7 @@ def test_wandb_offline_run_holds_the_same_metrics(trained):
     summary = record.get("summary", record)
     assert summary["val/loss"] == pytest.approx(last_val, rel=1e-6)
     assert "train/tokens_per_sec" in summary and "train/ppl" in summary
+    assert summary["params_non_embedding"] > 0 and summary["tokens_seen"] == 12 * 4 * 16  # for scaling fits
     assert '"model.n_layer": 2' in flat
 
 

@@ -139,3 +139,13 @@ def test_activation_checkpointing_gives_the_same_gradients():
         model(idx).logsumexp(-1).mean().backward()
         grads.append([p.grad.clone() for p in model.parameters()])
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads))
+
+
+@pytest.mark.slow
+def test_compiled_model_matches_eager():
+    model = tiny("modern")
+    idx = torch.randint(0, 97, (2, 16))
+    eager = model(idx)
+    model.compile()  # in place, as LanguageModel(compile=True) does: state_dict keys unchanged
+    assert torch.allclose(model(idx), eager, atol=1e-5)
+    assert all(not k.startswith("_orig_mod") for k in model.state_dict())

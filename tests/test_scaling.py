@@ -81,3 +81,20 @@ def test_scaling_command_on_csv_and_on_run_summaries(tmp_path, capsys):
     loaded = load_points(runs)
     assert np.allclose(np.sort(loaded["N"]), np.sort(pts["N"][:6])) and len(loaded["loss"]) == 6
     assert main(["scaling", "fit", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_wandb_sweep_source_reads_run_summaries():
+    from lit_llm.scaling import wandb_rows
+
+    class Run:
+        def __init__(self, n, d, loss):
+            self.summary = {"params_non_embedding": n, "params": 2 * n, "tokens_seen": d, "val/loss": loss}
+
+    class Api:
+        def sweep(self, path):
+            assert path == "me/proj/abc123"
+            return type("Sweep", (), {"runs": [Run(1e6, 1e8, 3.0), Run(2e6, 1e8, 2.8), Run(4e6, 2e8, None)]})()
+
+    rows = wandb_rows("me/proj/abc123", "non_embedding", "val/loss", api=Api())
+    assert rows == [(1e6, 1e8, None, 3.0), (2e6, 1e8, None, 2.8)]  # the unfinished run is left out
+    assert wandb_rows("me/proj/abc123", "total", "val/loss", api=Api())[0][0] == 2e6
