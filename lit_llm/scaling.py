@@ -25,6 +25,7 @@ from scipy.special import logsumexp
 from lit_llm.errors import LitLLMError
 
 DELTA = 1e-3
+MAX_EXPONENT = 3.0  # exponents are bounded to [0, 3]: one at the bound means the data do not pin it down
 
 
 # --- data -----------------------------------------------------------------------------------------
@@ -123,7 +124,8 @@ def fit_power_law(X: np.ndarray, loss: np.ndarray, starts: list[np.ndarray], ref
     logL = np.log(loss)
     best, best_value = None, math.inf
     for theta0 in screen_starts(X, logL, starts, refine):
-        res = minimize(_objective, theta0, args=(X, logL), jac=True, method="L-BFGS-B")
+        bounds = [(None, None)] + [(None, None), (0.0, MAX_EXPONENT)] * X.shape[1]
+        res = minimize(_objective, theta0, args=(X, logL), jac=True, method="L-BFGS-B", bounds=bounds)
         if res.fun < best_value:
             best, best_value = res.x, res.fun
     return best, best_value
@@ -167,7 +169,8 @@ def fit_chinchilla(pts: dict, bootstrap: int = 100, seed: int = 0) -> dict:
         samples.append(_chinchilla_params(t))
     ci = {k: [float(np.percentile([s[k] for s in samples], 2.5)), float(np.percentile([s[k] for s in samples], 97.5))]
           for k in params} if samples else {}
-    return {**params, "huber_loss": value, "ci": ci, "bootstrap": bootstrap}
+    at_bound = [k for k in ("alpha", "beta") if params[k] >= MAX_EXPONENT - 1e-6 or params[k] <= 1e-6]
+    return {**params, "huber_loss": value, "ci": ci, "bootstrap": bootstrap, "exponents_at_bound": at_bound}
 
 
 def fit_single(x: np.ndarray, loss: np.ndarray, name: str) -> dict | None:
@@ -298,6 +301,9 @@ def scaling_main(args: list[str]) -> int:
     files = plot_all(pts, fit, out)
     c, o = fit["chinchilla"], fit["compute_optimal"]
     print(f"{fit['runs']} runs. L(N,D) = {c['E']:.3f} + {c['A']:.3g}/N^{c['alpha']:.3f} + {c['B']:.3g}/D^{c['beta']:.3f}")
+    if c["exponents_at_bound"]:
+        print(f"warning: {', '.join(c['exponents_at_bound'])} at the bound [0, {MAX_EXPONENT}]: the runs do not "
+              "determine it; the compute-optimal allocation below is not reliable")
     print(f"compute-optimal: N_opt ∝ C^{o['a']:.3f}, D_opt ∝ C^{o['b']:.3f}; at C = {o['C']:.3g}: "
           f"N = {o['N_opt']:.3g}, D = {o['D_opt']:.3g}, {o['tokens_per_param']:.1f} tokens/parameter")
     iso = fit["isoflop"]
