@@ -12,6 +12,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, Callback
+from lightning.pytorch.loggers import WandbLogger
 
 # Dense (no sparsity) peak TFLOP/s per device, from the vendors' spec sheets.
 PEAK_TFLOPS = {
@@ -186,7 +187,7 @@ class RunSummary(Callback):
             if ckpt is not None:
                 summary["checkpoints"] = {"last": ckpt.last_model_path, "best": ckpt.best_model_path}
         for logger in trainer.loggers:
-            if type(logger).__name__ == "WandbLogger" and logger._experiment is not None:
+            if isinstance(logger, WandbLogger) and logger._experiment is not None:
                 summary["wandb"] = {"id": logger.experiment.id, "dir": logger.experiment.dir}
                 # the facts `lit-llm scaling` needs, also in the W&B run summary (read back through W&B's API)
                 logger.experiment.summary.update({k: summary[k] for k in (

@@ -19,13 +19,12 @@ from typing import Literal
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
-from lightning.pytorch.loggers import WandbLogger
 
 from lit_llm.callbacks import FinalValidation, PredictionWriter, RunSummary, Throughput
 from lit_llm.data.datamodule import TextDataModule
 from lit_llm.errors import LitLLMError
 from lit_llm.module import LanguageModel
-from lit_llm.resume import ResumableCSVLogger
+from lit_llm.resume import ResumableCSVLogger, ResumableWandbLogger
 
 # noise from Lightning internals that a user cannot act on
 warnings.filterwarnings("ignore", message=".*treespec.*LeafSpec.*")
@@ -90,7 +89,7 @@ def make_loggers(root: str, opts: WandbOptions, resume: dict | None = None) -> l
     if mode != "disabled":
         wandb_id = resume.get("wandb_id")
         # absolute: W&B's background service may run in another working directory
-        loggers.append(WandbLogger(save_dir=os.path.abspath(root), project=opts.project, name=opts.name,
+        loggers.append(ResumableWandbLogger(save_dir=os.path.abspath(root), project=opts.project, name=opts.name,
                                    group=opts.group, offline=mode == "offline", id=wandb_id,
                                    resume="allow" if wandb_id else None))
     return loggers

@@ -193,11 +193,12 @@ class LanguageModel(L.LightningModule):
     def _run_ids(self) -> dict:
         """The CSV log version and W&B run id, so a resumed fit continues the same logs."""
         ids = {}
+        from lightning.pytorch.loggers import CSVLogger, WandbLogger
+
         for logger in self.trainer.loggers if self._trainer is not None else []:
-            name = type(logger).__name__
-            if "CSVLogger" in name:
+            if isinstance(logger, CSVLogger):
                 ids["csv_version"] = logger.version
-            elif name == "WandbLogger" and logger._experiment is not None:
+            elif isinstance(logger, WandbLogger) and logger._experiment is not None:
                 ids["wandb_id"] = logger.experiment.id
         return ids
 

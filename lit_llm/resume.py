@@ -10,11 +10,13 @@ from __future__ import annotations
 import csv
 import os
 import random
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 from lit_llm.errors import LitLLMError
@@ -109,3 +111,30 @@ def set_rng_state(state: dict) -> None:
     random.setstate((version, tuple(internal), gauss_next))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class ResumableWandbLogger(WandbLogger):
+    """WandbLogger that, resuming a run id, waits for a crashed job's W&B service to let go of the id
+    (it lingers a few seconds after its process was killed), then falls back to a new run with a warning."""
+
+    retry_seconds = 60.0
+
+    @property
+    def experiment(self):
+        if self._experiment is not None or not self._wandb_init.get("id"):
+            return super().experiment
+        deadline = time.monotonic() + self.retry_seconds
+        while True:
+            try:
+                return super().experiment
+            except Exception as err:
+                if "in use" not in str(err):
+                    raise
+                if time.monotonic() > deadline:
+                    print(f"lit-llm: warning: W&B run {self._wandb_init['id']} is still held by another process; "
+                          "logging to a new W&B run", file=sys.stderr)
+                    self._wandb_init.pop("id")
+                    self._wandb_init.pop("resume", None)
+                    self._id = None
+                    return super().experiment
+                time.sleep(2)
