@@ -137,4 +137,4 @@ class ResumableWandbLogger(WandbLogger):
                     self._wandb_init.pop("resume", None)
                     self._id = None
                     return super().experiment
-                time.sleep(2)
+                time.sleep(5)  # each failed attempt leaves an empty offline-run directory: try rarely

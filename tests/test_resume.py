@@ -43,6 +43,17 @@ def wait_for_step(root: Path, step: int, proc: subprocess.Popen, timeout: float 
     raise TimeoutError
 
 
+def wait_for_wandb_service_exit(pid: int, timeout: float = 180) -> None:
+    """W&B's service runs in its own session and outlives a killed job for a while, holding the run id
+    (lit_llm then retries); a crashed job is gone when its service is, so wait for that."""
+    start = time.time()
+    while time.time() - start < timeout:
+        ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        if f"--pid {pid}" not in ps:
+            return
+        time.sleep(0.5)
+
+
 @pytest.mark.slow
 def test_kill_9_then_resume_equals_uninterrupted_run(tiny_text, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -60,6 +71,7 @@ def test_kill_9_then_resume_equals_uninterrupted_run(tiny_text, tmp_path):
     wait_for_step(killed, kill_at, proc)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    wait_for_wandb_service_exit(proc.pid)
     wandb_runs_before = sorted(p.name for p in (killed / "wandb").glob("offline-run-*"))
     saved = sorted(p.name for p in (killed / "checkpoints").iterdir())
     saved.append(torch.load(killed / "checkpoints/last.ckpt", weights_only=True)["global_step"])
