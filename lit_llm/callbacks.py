@@ -35,7 +35,8 @@ def precision_kind(precision: str) -> str:
 
 def measure_cpu_peak_tflops(size: int = 1024, repeats: int = 8) -> float:
     """Best observed fp32 matmul throughput of this CPU, a practical stand-in for its peak."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+    g = torch.Generator().manual_seed(0)  # not the global RNG: the model's init must not depend on this
+    a, b = torch.randn(size, size, generator=g), torch.randn(size, size, generator=g)
     a @ b  # warm up the BLAS threads
     best = math.inf
     for _ in range(repeats):
@@ -80,6 +81,12 @@ class Throughput(Callback):
         self.tokens = 0  # tokens per device since the mark
         self.warm = False
         self.latest: dict[str, float] = {}
+        self.total_tokens, self.total_seconds = 0, 0.0  # over all measured windows, for the run summary
+
+    def run_average(self) -> dict[str, float]:
+        if not self.total_seconds:
+            return {}
+        return {"tokens_per_sec_per_device_mean": self.total_tokens / self.total_seconds}
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if self.peak_tflops is None and stage == "fit":
@@ -101,6 +108,8 @@ class Throughput(Callback):
         now = self._now(trainer)
         if self.warm and self.mark is not None:
             per_device = self.tokens / (now - self.mark)
+            self.total_tokens += self.tokens
+            self.total_seconds += now - self.mark
             tflops = per_device * pl_module.flops_per_token() / 1e12
             self.latest = {
                 "train/tokens_per_sec": per_device * trainer.world_size,
@@ -163,7 +172,8 @@ class RunSummary(Callback):
         path = Path(log_dir) / "summary.json"
         summary = json.loads(path.read_text()) if path.exists() else {}
         metrics = {k: plain(v) for k, v in trainer.callback_metrics.items()}
-        throughput = next((cb.latest for cb in trainer.callbacks if isinstance(cb, Throughput)), {})
+        meter = next((cb for cb in trainer.callbacks if isinstance(cb, Throughput)), None)
+        throughput = {**meter.latest, **meter.run_average()} if meter else {}
         tokens = getattr(pl_module, "tokens_seen", 0)
         summary.update({
             "config": self.config or summary.get("config", {}),
@@ -181,8 +191,9 @@ class RunSummary(Callback):
             if key in metrics:
                 summary[key] = metrics[key]
         if stage == "fit":
-            summary["throughput"] = {k.split("/", 1)[1]: v for k, v in throughput.items()}
-            summary["train_seconds"] = round(time.time() - self.start, 2)
+            # the last window's figures, and the mean over the run (validation and start-up left out)
+            summary["throughput"] = {k.split("/", 1)[-1]: v for k, v in throughput.items()}
+            summary["train_seconds"] = round(time.time() - self.start, 2)  # the whole fit, validation included
             ckpt = trainer.checkpoint_callback
             if ckpt is not None:
                 summary["checkpoints"] = {"last": ckpt.last_model_path, "best": ckpt.best_model_path}

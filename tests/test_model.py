@@ -149,3 +149,13 @@ def test_compiled_model_matches_eager():
     model.compile()  # in place, as LanguageModel(compile=True) does: state_dict keys unchanged
     assert torch.allclose(model(idx), eager, atol=1e-5)
     assert all(not k.startswith("_orig_mod") for k in model.state_dict())
+
+
+def test_cpu_peak_measurement_leaves_the_global_rng_alone():
+    from lit_llm.callbacks import measure_cpu_peak_tflops
+
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    measure_cpu_peak_tflops(size=64, repeats=1)
+    assert torch.equal(torch.rand(3), expected)  # the model's init must not depend on the device
