@@ -160,8 +160,7 @@ def test_corpus_weights_steer_sampling(tmp_path):
     dm = TextDataModule([str(tmp_path / "a.txt"), str(tmp_path / "b.txt")], "char", block_size=8,
                         batch_size=50, corpus_weights=[0.9, 0.1], val_fraction=0.0)
     a_id = dm.prepared.tokenizer().token_to_id("a")
-    batches = [next(iter(dm.train_dataloader()))]
-    tokens = batches[0]["tokens"]
+    tokens = next(iter(dm.train_dataloader()))["tokens"]
     dm.train_batches_consumed = 1
     tokens = np.concatenate([tokens.numpy(), next(iter(dm.train_dataloader()))["tokens"].numpy()])
     share_a = float((tokens[:, 0] == a_id).mean())

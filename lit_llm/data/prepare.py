@@ -332,7 +332,7 @@ def _build(cfg: PrepareConfig, cache_dir: Path, tmp: Path, key: str, log) -> dic
     dtype = np.dtype(np.uint16 if vocab_size <= 2**16 else np.uint32)
     writers = [SplitWriter(s, tmp, tok, dtype, eos, cfg.shard_tokens) for s in SPLITS]
     t0 = time.perf_counter()
-    with Progress("tokenize", log, total=sum(len(k) for k in [sc.split_keys])) as bar:
+    with Progress("tokenize", log, total=len(sc.split_keys)) as bar:
         for source, text, split in documents():
             writers[split].add(source, text)
             bar.advance(1)
