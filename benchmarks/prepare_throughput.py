@@ -83,7 +83,6 @@ def make_corpus(directory: Path, target_mb: int) -> Path:
 
 
 def loader_wait(preset_block: int, preset_batch: int, steps: int = 200) -> float:
-    import numpy as np
 
     from lit_llm.data.datamodule import TextDataModule
 

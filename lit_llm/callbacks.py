@@ -6,7 +6,6 @@ import json
 import math
 import os
 import time
-from collections import deque
 from pathlib import Path
 
 import lightning as L

@@ -7,18 +7,16 @@ import subprocess
 import sys
 import textwrap
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from lit_llm.cli import main
 from lit_llm.data.clean import CleanConfig, clean_text
-from lit_llm.data.datamodule import RandomWindows, TokenStream
+from lit_llm.data.datamodule import TokenStream
 from lit_llm.data.dedup import DedupConfig, Deduplicator
 from lit_llm.data.prepare import PrepareConfig, prepare
 from lit_llm.data.tokenizer import EOS
-from lit_llm.errors import LitLLMError
 
 
 def test_each_cleaning_step_and_its_counter():
