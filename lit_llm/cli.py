@@ -286,6 +286,17 @@ def scaling_main(args: list[str]) -> int:
     return run(args)
 
 
+def close_process_group(barrier: bool) -> None:
+    """Destroy the process group before exit: left to interpreter shutdown, gloo's threads can abort the
+    process. After success, ranks first wait for each other, so rank 0's store outlives the others' use."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        if barrier:
+            dist.barrier()
+        dist.destroy_process_group()
+
+
 COMMANDS = {"prepare": prepare_main, "generate": generate_main, "sweep": sweep_main, "scaling": scaling_main}
 
 
@@ -296,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
             return COMMANDS[args[0]](args[1:]) or 0
         else:
             run_cli(None if argv is None else args)
+            close_process_group(barrier=True)
     except LitLLMError as err:
         print(f"lit-llm: error: {err}", file=sys.stderr)
         return 2
@@ -305,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         print("lit-llm: interrupted", file=sys.stderr)
         return 130
     finally:
+        close_process_group(barrier=False)
         if "wandb" in sys.modules:
             import wandb
 

@@ -34,6 +34,9 @@ def main() -> None:
                         limit_val_batches=0, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, use_distributed_sampler=False, callbacks=[RecordSamples(out)])
     trainer.fit(model, dm)
+    from lit_llm.cli import close_process_group
+
+    close_process_group(barrier=True)
 
 
 if __name__ == "__main__":
