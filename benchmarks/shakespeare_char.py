@@ -86,6 +86,8 @@ def quality(args, outdir: Path) -> None:
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [None]
     rows = []
     for name, (config, target) in CONFIGS.items():
+        if name not in args.configs.split(","):
+            continue
         for seed in seeds:
             extra = [] if seed is None else ["--seed_everything", str(seed), "--data.seed", str(seed)]
             extra += args.extra
@@ -114,6 +116,8 @@ def quality(args, outdir: Path) -> None:
         print("\nAcross seeds:")
         for name, (_, target) in CONFIGS.items():
             losses = [s["val/loss"] for n, _, _, s in rows if n == name]
+            if len(losses) < 2:
+                continue
             mean = statistics.mean(losses)
             sd = statistics.stdev(losses)
             n_pass = sum(v <= target for v in losses)
@@ -123,7 +127,8 @@ def quality(args, outdir: Path) -> None:
 
 # --- speed ---------------------------------------------------------------------------------------
 def plain_loop(corpus: str, steps: int, seed: int = 1337) -> dict:
-    """The gpt2-exact config's training step in plain PyTorch; tokens/s over steps WARMUP_STEPS..steps."""
+    """The gpt2-exact config's training step in plain PyTorch (nanoGPT's loop: uniform random windows,
+    AdamW, warmup + cosine, clip 1.0); tokens/s over steps WARMUP_STEPS..steps. Returns the model too."""
     import torch
     import torch.nn.functional as F
     import yaml
@@ -173,7 +178,72 @@ def plain_loop(corpus: str, steps: int, seed: int = 1337) -> dict:
     rates = [per_step * (b - a) / (marks[b] - marks[a]) for a, b in zip(ticks, ticks[1:])]
     return {"aggregate_tps": per_step * timed / (marks[steps] - marks[WARMUP_STEPS]),
             "median_tps": statistics.median(rates), "best_tps": max(rates), "loss": loss_value,
-            "params": sum(p.numel() for p in model.parameters()), "threads": torch.get_num_threads()}
+            "params": sum(p.numel() for p in model.parameters()), "threads": torch.get_num_threads(),
+            "model": model, "prepared": prepared}
+
+
+def val_losses(model, prepared, block: int, batch: int, seed: int) -> dict:
+    """Val loss of `model` three ways: exact over the whole split (what lit_llm logs as val/loss), and
+    nanoGPT's estimate (mean of eval_iters random batches of `batch` windows) at 20 and 200 iterations."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from lit_llm.data.datamodule import IGNORE_INDEX, SequentialWindows
+
+    val = prepared.tokens("val")
+    model.eval()
+    nll, count = 0.0, 0
+    with torch.no_grad():
+        windows = SequentialWindows(val, block)
+        for i in range(0, len(windows), 64):
+            items = [windows[j] for j in range(i, min(i + 64, len(windows)))]
+            x = torch.stack([it["input"] for it in items])
+            y = torch.stack([it["target"] for it in items])
+            nll += F.cross_entropy(model(x).flatten(0, 1), y.flatten(), ignore_index=IGNORE_INDEX, reduction="sum").item()
+            count += int((y != IGNORE_INDEX).sum())
+        out = {"exact": nll / count}
+        data = np.asarray(val, dtype=np.int64)
+        rng = torch.Generator().manual_seed(seed)
+        for iters in (20, 200):
+            losses = []
+            for _ in range(iters):
+                ix = torch.randint(len(data) - block, (batch,), generator=rng)
+                xy = torch.stack([torch.from_numpy(data[i:i + block + 1]) for i in ix.tolist()])
+                logits = model(xy[:, :-1])
+                losses.append(F.cross_entropy(logits.flatten(0, 1), xy[:, 1:].flatten()).item())
+            out[f"nanogpt_{iters}"] = sum(losses) / len(losses)
+    return out
+
+
+def reference(args, outdir: Path) -> None:
+    """Train the plain PyTorch loop for --steps per seed and report its val loss, exact and nanoGPT-style,
+    next to the Lightning run's checkpoint of the same seed (if the quality part ran)."""
+    from lit_llm.generate import load_checkpoint
+
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [1337]
+    rows = []
+    for seed in seeds:
+        print(f"[reference] plain PyTorch loop, seed {seed}, {args.steps} steps", flush=True)
+        p = plain_loop(args.corpus, args.steps, seed)
+        plain = val_losses(p["model"], p["prepared"], 64, 12, seed)
+        ckpts = sorted((outdir / f"gpt2-exact-seed{seed}").glob("checkpoints/last*.ckpt"))
+        light = val_losses(load_checkpoint(str(ckpts[-1]))[0], p["prepared"], 64, 12, seed) if ckpts else None
+        rows.append((seed, plain, light))
+        print(f"  plain {plain}  lightning {light}", flush=True)
+    print(f"\nReference: gpt2-exact, {args.steps} steps; val loss exact (whole split) and nanoGPT's estimate "
+          "(mean of 20 / 200 random batches of 12 x 64)")
+    head = f"{'seed':>6} {'loop':>10} {'exact':>8} {'nano-20':>8} {'nano-200':>8}"
+    print(head)
+    print("-" * len(head))
+    for seed, plain, light in rows:
+        for name, v in (("plain", plain), ("lightning", light)):
+            if v:
+                print(f"{seed:>6} {name:>10} {v['exact']:>8.4f} {v['nanogpt_20']:>8.4f} {v['nanogpt_200']:>8.4f}")
+    for name, i in (("plain", 1), ("lightning", 2)):
+        vals = [r[i]["exact"] for r in rows if r[i]]
+        if len(vals) > 1:
+            print(f"{name}: exact mean {statistics.mean(vals):.4f} sd {statistics.stdev(vals):.4f}")
 
 
 def speed(args, outdir: Path) -> None:
@@ -244,7 +314,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2000, help="training steps of the quality runs")
     parser.add_argument("--speed-steps", type=int, default=300, help="steps of each speed run")
     parser.add_argument("--rounds", type=int, default=2, help="plain/Lightning rounds of the speed part")
-    parser.add_argument("--only", choices=["quality", "speed"], help="run one part only")
+    parser.add_argument("--only", choices=["quality", "speed", "reference"], help="run one part only")
+    parser.add_argument("--configs", default="gpt2-exact,modern", help="quality configs to run (comma-separated)")
+    parser.add_argument("--reference", action="store_true",
+                        help="after the quality runs, train the plain loop per seed and compare val losses")
     parser.add_argument("--seeds", help="comma-separated seeds for the quality runs (seed_everything and data.seed)")
     parser.add_argument("--threads", type=int,
                         help="torch threads of both speed loops (default: torch's); quality runs keep the default")
@@ -266,6 +339,8 @@ def main() -> None:
         if args.only is None:
             print()
         quality(args, outdir)
+    if args.only == "reference" or args.reference:
+        reference(args, outdir)
 
 
 if __name__ == "__main__":

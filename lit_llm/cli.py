@@ -17,10 +17,13 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lit_llm.callbacks import FinalValidation, PredictionWriter, RunSummary, Throughput
+from lit_llm.checkpointing import AtomicCheckpointIO, RunCheckpoint
 from lit_llm.data.datamodule import TextDataModule
 from lit_llm.errors import LitLLMError
 from lit_llm.module import LanguageModel
@@ -109,6 +112,17 @@ def resume_facts(ckpt_path: str | None, checkpoint_dir: str | None) -> dict | No
     return read_checkpoint_meta(ckpt_path)
 
 
+def ensure_writable(root: str) -> None:
+    """Fail before training, not at the first checkpoint, when the output directory cannot be written."""
+    probe = Path(root) / f".write-test-{os.getpid()}"
+    try:
+        Path(root).mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise LitLLMError(f"cannot write to --trainer.default_root_dir {root}: {err.strerror or err}") from None
+
+
 def flatten(config: dict, prefix: str = "") -> dict:
     out = {}
     for key, value in config.items():
@@ -145,7 +159,7 @@ def stage_key(dumped: dict) -> str:
 
 class LitLLMCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.set_defaults({
             "checkpoint.monitor": "val/loss",
             "checkpoint.mode": "min",
@@ -164,6 +178,30 @@ class LitLLMCLI(LightningCLI):
         parser.link_arguments("data.block_size", "model.block_size")
         parser.link_arguments("data.model_vocab_size", "model.vocab_size", apply_on="instantiate")
 
+    def _parse_ckpt_path(self) -> None:
+        """Resuming takes the model's settings from the checkpoint (as LightningCLI does); an architecture
+        option given on the command line that contradicts the checkpoint is an error, not silently dropped.
+        Unreadable checkpoints get one line instead of a traceback."""
+        from lit_llm.module import ARCHITECTURE_FIELDS
+        from lit_llm.resume import load_checkpoint_lazily
+
+        sub = self.config.get("subcommand")
+        path = self.config[sub].get("ckpt_path") if sub else None
+        if not path or not Path(path).is_file():
+            return
+        hparams = {k: v for k, v in load_checkpoint_lazily(path).get("hyper_parameters", {}).items()
+                   if not k.startswith("_")}
+        if not hparams:
+            return
+        model = self.config[sub].model
+        default = self._subcommand_parsers[sub].get_defaults().model  # an option at its default claims nothing
+        diffs = [f"{k}: checkpoint {hparams[k]!r}, this run {model.get(k)!r}" for k in ARCHITECTURE_FIELDS
+                 if k in hparams and k not in ("vocab_size", "block_size") and model.get(k) != hparams[k]
+                 and model.get(k) != default.get(k)]
+        if diffs:
+            raise LitLLMError(f"{path} is of another model ({'; '.join(diffs)}); drop those options to resume it")
+        self.config = self.parser.parse_object({sub: {"model": hparams}}, self.config)
+
     def instantiate_trainer(self, **kwargs):
         config = self._get(self.config_init, "trainer", default={})
         root = config.get("default_root_dir") or TRAINER_DEFAULTS["default_root_dir"]
@@ -171,12 +209,24 @@ class LitLLMCLI(LightningCLI):
         if checkpoint is not None and checkpoint.dirpath is None:
             # <root>/checkpoints whatever the logger, so `--ckpt_path last` always finds them
             checkpoint.dirpath = os.path.realpath(os.path.join(root, "checkpoints"))
+        max_steps = config.get("max_steps", -1)
+        endless = max_steps == -1 and not config.get("max_time") and not self._get(self.config, "max_tokens")
+        if self.subcommand == "fit" and (max_steps == 0 or max_steps < -1 or endless):
+            raise LitLLMError(f"--trainer.max_steps must be positive, got {max_steps} (the training data is "
+                              "an endless stream: -1 only with --trainer.max_time and --model.lr_decay_steps)")
+        ensure_writable(root)
         if config.get("logger") in (None, True):
             resume = None
             if self.subcommand == "fit":
                 resume = resume_facts(self._get(self.config, "ckpt_path"), checkpoint.dirpath if checkpoint else None)
+            if resume:  # before the logs continue: a checkpoint that cannot be resumed changes nothing
+                data = self._get(self.config_init, "data")
+                self._get(self.config_init, "model").check_compatible(
+                    resume["lit_llm"], (data.prepared.path / "tokenizer.json").read_text())
             kwargs["logger"] = make_loggers(root, self._get(self.config_init, "wandb"), resume)
         trainer = super().instantiate_trainer(**kwargs)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()  # a crash mid-save keeps the old file
         data = self._get(self.config_init, "data")
         tokens_per_step = self._get(self.config, "tokens_per_step")
         if tokens_per_step:
@@ -311,6 +361,10 @@ def main(argv: list[str] | None = None) -> int:
     except LitLLMError as err:
         print(f"lit-llm: error: {err}", file=sys.stderr)
         return 2
+    except SIGTERMException:  # RunCheckpoint saved last.ckpt at the end of the step
+        print("lit-llm: stopped by SIGTERM/SIGUSR1 after saving the last checkpoint; resume with --ckpt_path last",
+              file=sys.stderr)
+        return 143
     except BrokenPipeError:  # output piped into `head` and the like
         return 0
     except KeyboardInterrupt:

@@ -8,6 +8,8 @@ The tokenizer and data facts travel in the checkpoint under "lit_llm" (see on_sa
 from __future__ import annotations
 
 import json
+import os
+import sys
 import math
 from dataclasses import asdict
 from typing import Literal
@@ -41,6 +43,21 @@ class TokenNLL(Metric):
 
     def compute(self) -> torch.Tensor:
         return self.nll / self.tokens.clamp(min=1)
+
+
+ARCHITECTURE_FIELDS = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "n_ff", "norm", "pos", "mlp",
+                       "bias", "tie_embeddings", "rope_theta")  # what a state_dict depends on (not dropout)
+NAN_STEPS_ENV = "LIT_LLM_TEST_NAN_STEPS"
+
+
+def nan_injection_steps() -> set[int] | range:
+    """Test hook: LIT_LLM_TEST_NAN_STEPS="5" or "5,9" makes those steps' loss NaN; "5+" every step from 5."""
+    spec = os.environ.get(NAN_STEPS_ENV, "").strip()
+    if not spec:
+        return set()
+    if spec.endswith("+"):
+        return range(int(spec[:-1]), 2**62)
+    return {int(x) for x in spec.split(",")}
 
 
 def lr_at(step: int, lr: float, min_lr: float, warmup_steps: int, decay_steps: int) -> float:
@@ -82,6 +99,7 @@ class LanguageModel(L.LightningModule):
         sample_top_k: int | None = 200,
         compile: bool = False,
         activation_checkpointing: bool = False,
+        max_nonfinite_skips: int = 3,
     ) -> None:
         """
         Args:
@@ -112,6 +130,9 @@ class LanguageModel(L.LightningModule):
             compile: torch.compile the model (in place: checkpoints keep their keys).
             activation_checkpointing: recompute each block's activations in backward (less memory, ~30%
                 more compute); under FSDP use the strategy's activation_checkpointing_policy instead.
+            max_nonfinite_skips: optimizer steps with a non-finite loss or gradient that are skipped (no
+                weight update, a warning each) before training stops with an error; the last good
+                checkpoint stays as it is.
         """
         super().__init__()
         if vocab_size <= 0 or block_size <= 0:
@@ -132,6 +153,8 @@ class LanguageModel(L.LightningModule):
         self._step_nll, self._step_tokens = 0.0, 0  # sums over the micro-batches of the current step
         self._pending_rng: dict | None = None  # RNG state to restore before the first resumed step
         self._realign_log_step = False
+        self._nonfinite_skips = 0
+        self._nan_steps = nan_injection_steps()  # test hook, empty unless LIT_LLM_TEST_NAN_STEPS is set
         self.tokenizer_json: str | None = None  # set from the data module or the checkpoint
         self.data_meta: dict = {}
 
@@ -204,6 +227,7 @@ class LanguageModel(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         extra = checkpoint.get("lit_llm", {})
+        self.check_compatible(extra)
         self.tokens_seen = int(extra.get("tokens_seen", 0))
         self.tokenizer_json = extra.get("tokenizer_json") or self.tokenizer_json
         self.data_meta = json.loads(extra.get("data_meta_json") or "{}") or self.data_meta
@@ -212,6 +236,20 @@ class LanguageModel(L.LightningModule):
             rank = self.trainer.global_rank
             # applied just before the next training step: creating the data iterator draws from the RNG
             self._pending_rng = rng[rank] if rank < len(rng) else rng[0]
+
+    def check_compatible(self, extra: dict, tokenizer_json: str | None = None) -> None:
+        """A checkpoint of another architecture or tokenizer gets one line that names what differs (instead
+        of a wall of state_dict size mismatches). The CLI calls it before it touches any log; Lightning
+        again before it loads the weights."""
+        saved = extra.get("model_config") or {}
+        diffs = [f"{k}: checkpoint {saved[k]!r}, this run {getattr(self.config, k)!r}"
+                 for k in ARCHITECTURE_FIELDS if k in saved and saved[k] != getattr(self.config, k)]
+        if diffs:
+            raise LitLLMError("the checkpoint is of another model: " + "; ".join(diffs))
+        theirs, ours = extra.get("tokenizer_json"), tokenizer_json or self.tokenizer_json
+        if theirs and ours and json.loads(theirs) != json.loads(ours):
+            raise LitLLMError("the checkpoint was trained with another tokenizer than this run's data uses; "
+                              "prepare the data with the checkpoint's tokenizer (--data.tokenizer PATH/tokenizer.json)")
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         if self._realign_log_step:
@@ -247,6 +285,8 @@ class LanguageModel(L.LightningModule):
         accum, world = self.trainer.accumulate_grad_batches, self.trainer.world_size
         step_tokens = batch["step_tokens"] if "step_tokens" in batch else n_tokens * accum * world
         loss = nll_sum * (accum * world) / step_tokens
+        if self.trainer.global_step in self._nan_steps:
+            loss = loss * float("nan")
         self.tokens_seen += tokens[:, 1:].numel() * world  # from the shape: no device sync
         self._step_nll = self._step_nll + nll_sum.detach()
         self._step_tokens = self._step_tokens + n_tokens
@@ -305,6 +345,23 @@ class LanguageModel(L.LightningModule):
         norm = torch.nn.utils.clip_grad_norm_(self.parameters(), max_norm)
         if should_log(self.trainer):
             self.log("grad_norm", norm)
+        if not torch.isfinite(norm):  # the same on every rank: gradients are already all-reduced
+            self.skip_nonfinite_step()
+
+    def skip_nonfinite_step(self) -> None:
+        """Drop this step's gradients: AdamW leaves parameters without a gradient (and their moments)
+        untouched, so the step is a no-op. After max_nonfinite_skips such steps, stop."""
+        for p in self.parameters():
+            p.grad = None
+        self._nonfinite_skips += 1
+        step, limit = self.trainer.global_step, self.hparams.max_nonfinite_skips
+        if self._nonfinite_skips > limit:
+            ckpt = getattr(self.trainer.checkpoint_callback, "last_model_path", "") or "none saved yet"
+            raise LitLLMError(f"non-finite loss or gradient at step {step} after {limit} skipped steps; stopped. "
+                              f"Last good checkpoint: {ckpt}. Lower --model.lr, or check the data")
+        if self.trainer.is_global_zero:
+            print(f"lit-llm: warning: non-finite loss or gradient at step {step}: step skipped "
+                  f"({self._nonfinite_skips} of at most {limit})", file=sys.stderr, flush=True)
 
     def configure_optimizers(self):
         hp = self.hparams
@@ -318,7 +375,11 @@ class LanguageModel(L.LightningModule):
                                       **({"fused": True} if fused else {}))
         min_lr = hp.min_lr if hp.min_lr is not None else hp.lr / 10
         decay_steps = hp.lr_decay_steps or (self.trainer.max_steps if self.trainer.max_steps > 0
-                                            else int(self.trainer.estimated_stepping_batches))
+                                            else self.trainer.estimated_stepping_batches)
+        if not math.isfinite(decay_steps):
+            raise LitLLMError("the run has no step limit, so the cosine schedule has no end: set "
+                              "--model.lr_decay_steps (or --trainer.max_steps)")
+        decay_steps = int(decay_steps)
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: lr_at(step, hp.lr, min_lr, hp.warmup_steps, decay_steps) / hp.lr
         )

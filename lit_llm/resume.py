@@ -28,17 +28,22 @@ def newest_last_checkpoint(directory: str | Path) -> Path | None:
     return max(candidates, key=lambda p: p.stat().st_mtime) if candidates else None
 
 
-def read_checkpoint_meta(path: str | Path) -> dict:
-    """global_step and lit_llm's run facts of a checkpoint (plain types only)."""
+def load_checkpoint_lazily(path: str | Path) -> dict:
+    """A checkpoint's contents, memory-mapped (tensors are read only if used), plain types only."""
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except FileNotFoundError:
         raise LitLLMError(f"checkpoint {path} not found") from None
     except Exception as err:
         raise LitLLMError(f"cannot read checkpoint {path} ({err.__class__.__name__}); is it truncated?") from None
+
+
+def read_checkpoint_meta(path: str | Path) -> dict:
+    """global_step and lit_llm's run facts of a checkpoint (plain types only)."""
+    ckpt = load_checkpoint_lazily(path)
     extra = ckpt.get("lit_llm", {})
     return {"global_step": int(ckpt.get("global_step", 0)), "pending_row": extra.get("pending_row"),
-            **extra.get("run", {})}
+            "lit_llm": extra, **extra.get("run", {})}
 
 
 class AppendingWriter(ExperimentWriter):

@@ -239,6 +239,10 @@ class TextDataModule(L.LightningDataModule):
         tokens = self.stream(split)
         if len(tokens) < 2:
             raise LitLLMError(f"the {split} split is empty: set --data.{split}_fraction above 0")
+        if len(tokens) <= self.block_size:
+            raise LitLLMError(f"the {split} split has {len(tokens)} tokens, fewer than --data.block_size + 1 = "
+                              f"{self.block_size + 1}, so no window has a full context; lower the block size or "
+                              f"raise --data.{split}_fraction")
         rank, world = self._rank_world()
         return DataLoader(SequentialWindows(tokens, self.block_size, rank, world),
                           batch_size=self.eval_batch_size, num_workers=self.num_workers)

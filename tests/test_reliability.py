@@ -1,0 +1,278 @@
+"""Reliability (issue #6): a kill during a checkpoint save, SIGTERM/SIGUSR1 checkpoints, the non-finite
+loss guard, one-line errors for bad input with nothing on disk changed, and no secrets in run files."""
+
+import hashlib
+import os
+import random
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from lit_llm.cli import main
+from test_resume import ROOT, csv_rows, fit_cmd, wait_for_step
+
+MAX_STEPS = 28
+
+
+def load(path: Path) -> dict:
+    return torch.load(path, weights_only=True)
+
+
+def assert_same_weights(a: Path, b: Path, context: str = "") -> None:
+    x, y = load(a), load(b)
+    assert x["global_step"] == y["global_step"]
+    for key in x["state_dict"]:
+        assert torch.equal(x["state_dict"][key], y["state_dict"][key]), f"{key} differs {context}"
+
+
+def assert_every_step_logged_once(root: Path, context: str = "") -> None:
+    rows = csv_rows(root)
+    train_steps = [int(r["step"]) for r in rows if r["train/loss"]]
+    assert train_steps == list(range(MAX_STEPS)), context
+    assert [int(r["step"]) for r in rows if r["val/loss"]] == [9, 19, 27], context
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """A corpus, an environment and one uninterrupted run to compare interrupted ones with."""
+    from conftest import SHARED
+
+    if not (SHARED / "tinyshakespeare.txt").exists():
+        pytest.skip("tinyshakespeare.txt not present")
+    base = tmp_path_factory.mktemp("reference")
+    corpus = base / "tiny.txt"
+    corpus.write_text((SHARED / "tinyshakespeare.txt").read_text()[:30_000])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LIT_LLM_CACHE": str(base / "cache")}
+    subprocess.run(fit_cmd(corpus, base / "whole"), check=True, capture_output=True, env=env, timeout=600)
+    return corpus, env, base / "whole"
+
+
+@pytest.mark.slow
+def test_kill_during_checkpoint_save_keeps_previous_and_resumes_exactly(reference, tmp_path):
+    corpus, env, whole = reference
+    root = tmp_path / "killed"
+    # every save pauses halfway through writing its temporary file: kill the job inside the second save
+    proc = subprocess.Popen(fit_cmd(corpus, root), env={**env, "LIT_LLM_TEST_SAVE_DELAY": "2"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    ckpts, deadline = root / "checkpoints", time.time() + 300
+    while not ((ckpts / "last.ckpt").exists() and list(ckpts.glob(".last.ckpt.tmp-*"))):
+        assert proc.poll() is None and time.time() < deadline, "no second save seen"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert list(ckpts.glob(".last.ckpt.tmp-*")), "the half-written file should be left behind by the kill"
+    previous = load(ckpts / "last.ckpt")  # the previous checkpoint is whole and loads
+    assert previous["global_step"] == 3
+
+    run = subprocess.run(fit_cmd(corpus, root, "--ckpt_path", "last"), capture_output=True, text=True, env=env,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert_same_weights(whole / "checkpoints/last.ckpt", ckpts / "last.ckpt")
+    assert_every_step_logged_once(root)
+    assert not list(ckpts.glob(".*.tmp-*")), "stale temporary files are removed on resume"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
+def test_signal_saves_checkpoint_then_resume_is_exact(reference, tmp_path, signum):
+    corpus, env, whole = reference
+    root = tmp_path / "preempted"
+    # checkpoints only at the end here, so the one after the signal is the signal's
+    cmd = fit_cmd(corpus, root, "--checkpoint.every_n_train_steps", "0")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for_step(root, random.Random().randint(3, 22), proc)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 143, err[-2000:]
+    assert "resume with --ckpt_path last" in err
+    stopped = load(root / "checkpoints/last.ckpt")["global_step"]
+    assert 3 < stopped < MAX_STEPS
+
+    run = subprocess.run(cmd + ["--ckpt_path", "last"], capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert_same_weights(whole / "checkpoints/last.ckpt", root / "checkpoints/last.ckpt", f"(stopped at {stopped})")
+    assert_every_step_logged_once(root, f"stopped at {stopped}")
+
+
+def guard_cmd(corpus: Path, root: Path, steps: int, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "lit_llm", "fit", "--config", str(ROOT / "configs/model/toy.yaml"),
+            "--data.corpus", str(corpus), "--data.tokenizer", "char", "--data.block_size", "16",
+            "--data.batch_size", "4", "--trainer.max_steps", str(steps), "--trainer.val_check_interval", "100",
+            "--trainer.log_every_n_steps", "1", "--trainer.enable_progress_bar", "false",
+            "--trainer.default_root_dir", str(root), "--wandb.mode", "disabled", *extra]
+
+
+def test_non_finite_step_is_skipped_without_touching_the_weights(reference, tmp_path):
+    corpus, env, _ = reference
+    subprocess.run(guard_cmd(corpus, tmp_path / "five", 5), check=True, capture_output=True, env=env, timeout=300)
+    run = subprocess.run(guard_cmd(corpus, tmp_path / "nan", 6), capture_output=True, text=True, timeout=300,
+                         env={**env, "LIT_LLM_TEST_NAN_STEPS": "5"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "non-finite loss or gradient at step 5: step skipped (1 of at most 3)" in run.stderr
+    # the sixth step was skipped: its weights are those after five steps, and Adam's moments too
+    five, nan = load(tmp_path / "five/checkpoints/last.ckpt"), load(tmp_path / "nan/checkpoints/last.ckpt")
+    for key, value in five["state_dict"].items():
+        assert torch.equal(value, nan["state_dict"][key]), key
+    for a, b in zip(five["optimizer_states"][0]["state"].values(), nan["optimizer_states"][0]["state"].values()):
+        assert torch.equal(a["exp_avg"], b["exp_avg"]) and torch.equal(a["exp_avg_sq"], b["exp_avg_sq"])
+    losses = {int(r["step"]): float(r["train/loss"]) for r in csv_rows(tmp_path / "nan") if r["train/loss"]}
+    assert sorted(losses) == list(range(6))  # the skipped step is still logged (the hook poisons the gradient only)
+
+
+def test_repeated_non_finite_steps_stop_with_a_loadable_last_good_checkpoint(reference, tmp_path):
+    corpus, env, _ = reference
+    root = tmp_path / "nan"
+    run = subprocess.run(guard_cmd(corpus, root, 20, "--checkpoint.every_n_train_steps", "2",
+                                   "--model.max_nonfinite_skips", "2"),
+                         capture_output=True, text=True, timeout=300, env={**env, "LIT_LLM_TEST_NAN_STEPS": "4+"})
+    assert run.returncode == 2
+    err = [line for line in run.stderr.splitlines() if line.startswith("lit-llm:")]
+    assert err[-1].startswith("lit-llm: error: non-finite loss or gradient at step 6 after 2 skipped steps")
+    assert "Last good checkpoint: " + str(root / "checkpoints/last.ckpt") in err[-1]
+    assert "Traceback" not in run.stderr
+    ckpt = load(root / "checkpoints/last.ckpt")
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values())
+    out = subprocess.run([sys.executable, "-m", "lit_llm", "generate", "--checkpoint", str(root / "checkpoints/last.ckpt"),
+                          "--prompt", "ROMEO:", "--max_new_tokens", "5"], capture_output=True, text=True, env=env)
+    assert out.returncode == 0 and out.stdout.startswith("ROMEO:")
+
+
+# --- bad input: one line, non-zero exit, nothing on disk changed ----------------------------------
+def snapshot(directory: Path) -> dict[str, str]:
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def workspace(reference):
+    """A trained run (checkpoint, logs) and a few corpora; the cases below must leave all of it as it is."""
+    corpus, env, whole = reference
+    base = whole.parent
+    (base / "empty.txt").write_text("")
+    (base / "binary.bin").write_bytes(bytes(range(256)) * 64)
+    (base / "small.txt").write_text(corpus.read_text()[:2000])
+    (base / "truncated.ckpt").write_bytes((whole / "checkpoints/last.ckpt").read_bytes()[:50_000])
+    (base / "a-file").write_text("not a directory")
+    return base
+
+
+def fit(base: Path, *extra: str) -> list[str]:
+    return ["fit", "--config", str(ROOT / "configs/model/toy.yaml"), "--data.corpus", str(base / "tiny.txt"),
+            "--data.tokenizer", "char", "--data.block_size", "16", "--data.batch_size", "4",
+            "--trainer.max_steps", "2", "--trainer.enable_progress_bar", "false", "--wandb.mode", "disabled",
+            "--trainer.default_root_dir", str(base / "whole"), *extra]
+
+
+LAST = "whole/checkpoints/last.ckpt"
+BAD_INPUTS = {  # case: (arguments with {base} for the workspace, what the message says)
+    "missing corpus": (["--data.corpus", "{base}/nope.txt"], "not found"),
+    "empty corpus": (["--data.corpus", "{base}/empty.txt"], "empty"),
+    "binary corpus": (["--data.corpus", "{base}/binary.bin"], "binary"),
+    "unknown config key": (["--model.n_layers", "3"], "unrecognized arguments: --model.n_layers"),
+    "wrong type": (["--model.n_layer", "abc"], "model.n_layer"),
+    "block larger than val split": (["--data.corpus", "{base}/small.txt", "--data.block_size", "512"],
+                                    "the val split has"),
+    "tokenizer/model vocab mismatch": (["--ckpt_path", "{base}/" + LAST, "--data.tokenizer", "bpe",
+                                        "--data.vocab_size", "300"], "vocab_size: checkpoint 62, this run 300"),
+    "checkpoint of another architecture": (["--ckpt_path", "{base}/" + LAST, "--model.n_layer", "3"],
+                                           "n_layer: checkpoint 2, this run 3"),
+    "truncated checkpoint (fit)": (["--ckpt_path", "{base}/truncated.ckpt"], "truncated"),
+    "zero lr": (["--model.lr", "0"], "--model.lr must be positive"),
+    "negative lr": (["--model.lr=-1e-3"], "--model.lr must be positive"),
+    "zero batch size": (["--data.batch_size", "0"], "--data.batch_size must be positive"),
+    "negative batch size": (["--data.batch_size", "-4"], "--data.batch_size must be positive"),
+    "zero steps": (["--trainer.max_steps", "0"], "--trainer.max_steps must be positive"),
+    "negative steps": (["--trainer.max_steps", "-5"], "--trainer.max_steps must be positive"),
+    "output directory not writable": (["--trainer.default_root_dir", "{base}/a-file/runs"], "cannot write to"),
+    "generate: empty prompt": (["generate", "--checkpoint", "{base}/" + LAST, "--prompt", ""], "prompt is empty"),
+    "generate: unknown characters": (["generate", "--checkpoint", "{base}/" + LAST, "--prompt", "Olá ✓"],
+                                     "characters the tokenizer does not know: 'á✓'"),
+    "generate: truncated checkpoint": (["generate", "--checkpoint", "{base}/truncated.ckpt", "--prompt", "a"],
+                                       "truncated"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_gives_one_line_error_and_changes_nothing(case, workspace, capsys, monkeypatch):
+    base = workspace
+    monkeypatch.setenv("LIT_LLM_CACHE", str(base / "cache"))
+    extra, message = BAD_INPUTS[case]
+    extra = [a.format(base=base) for a in extra]
+    args = extra if extra[0] == "generate" else fit(base, *extra)
+    before = snapshot(base)
+    try:
+        code = main(args)
+    except SystemExit as exit:  # LightningCLI's own parser errors (its message is clear)
+        code = exit.code
+    err = capsys.readouterr().err
+    assert code == 2, err[-2000:]
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and message in err, err[-2000:]
+    if not case.startswith(("unknown config key", "wrong type")):  # ours: the last line, prefixed
+        assert err.strip().splitlines()[-1].startswith("lit-llm: error:") and message in errors[0]
+    after = snapshot(base)
+    changed = [p for p, digest in before.items() if after.get(p) != digest]
+    assert not changed, changed
+
+
+@pytest.mark.slow
+def test_disk_full_during_save_keeps_the_previous_checkpoint(workspace, tmp_path):
+    base = workspace
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LIT_LLM_CACHE": str(base / "cache")}
+    root = tmp_path / "full"
+    # a first run leaves a checkpoint; the second resumes and hits a file-size limit (EFBIG, like ENOSPC)
+    subprocess.run([sys.executable, "-m", "lit_llm", *fit(base, "--trainer.default_root_dir", str(root))],
+                   check=True, capture_output=True, env=env, timeout=300)
+    before = snapshot(root)
+
+    def limit_file_size():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    run = subprocess.run([sys.executable, "-m", "lit_llm", *fit(base, "--trainer.default_root_dir", str(root),
+                                                                  "--trainer.max_steps", "4", "--ckpt_path", "last")],
+                         capture_output=True, text=True, env=env, timeout=300, preexec_fn=limit_file_size)
+    assert run.returncode == 2, run.stderr[-2000:]
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("lit-llm: error: cannot write checkpoint") and "previous checkpoint there is kept" in last
+    assert "Traceback" not in run.stderr
+    after = snapshot(root)
+    assert all(after.get(p) == d for p, d in before.items() if "/checkpoints/" in p)
+    assert not list((root / "checkpoints").glob(".*tmp*"))
+    assert load(root / "checkpoints/last.ckpt")["global_step"] == 2
+
+
+def test_wandb_online_without_credentials_falls_back_to_offline(workspace, tmp_path, capsys, monkeypatch):
+    base = workspace
+    monkeypatch.setenv("LIT_LLM_CACHE", str(base / "cache"))
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    root = tmp_path / "runs"
+    start = time.monotonic()
+    args = fit(base, "--trainer.default_root_dir", str(root))
+    args[args.index("--wandb.mode") + 1] = "online"
+    assert main(args) == 0
+    assert time.monotonic() - start < 120
+    assert "W&B online requested without credentials; logging offline" in capsys.readouterr().err
+    assert list((root / "wandb").glob("offline-run-*"))
+
+
+def test_secrets_never_reach_run_files(workspace, tmp_path, monkeypatch):
+    base = workspace
+    secret = "wandb-secret-" + "9" * 28
+    monkeypatch.setenv("LIT_LLM_CACHE", str(base / "cache"))
+    monkeypatch.setenv("WANDB_API_KEY", secret)
+    root = tmp_path / "runs"
+    args = fit(base, "--trainer.default_root_dir", str(root))
+    args[args.index("--wandb.mode") + 1] = "offline"
+    assert main(args) == 0
+    files = [p for p in root.rglob("*") if p.is_file()]
+    assert any(p.name == "summary.json" for p in files) and any(p.suffix == ".wandb" for p in files)
+    leaked = [str(p) for p in files if secret.encode() in p.read_bytes()]
+    assert not leaked, leaked
