@@ -59,8 +59,18 @@ class Run:
 def read_metrics(path: Path) -> list[dict[str, float]]:
     if not path.exists():
         return []
-    with open(path) as f:
-        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+    rows = []
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            rows.append({k: number for k, v in row.items() if (number := _number(v)) is not None})
+    return rows
+
+
+def _number(text) -> float | None:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None  # an empty cell (the metric was not logged at that step) or not a number
 
 
 def sweep_params(root: Path) -> dict[str, dict]:
@@ -84,10 +94,13 @@ def find_runs(root: Path) -> tuple[list[Run], list[str]]:
         try:
             summary = json.loads((log_dir / "summary.json").read_text())
         except (OSError, ValueError):
+            summary = None
+        if not isinstance(summary, dict):
             skipped.append(rel)  # killed or still running: no summary yet
             continue
         run_root = log_dir.parent.parent if log_dir.parent.name == "lightning_logs" else log_dir
-        name = run_root.relative_to(root).as_posix() if run_root != root else root.resolve().name
+        inside = root in run_root.parents  # not when RUNS_DIR is the log directory itself
+        name = run_root.relative_to(root).as_posix() if inside else run_root.resolve().name
         found.append((run_root, log_dir, Run(name, log_dir, summary, read_metrics(log_dir / "metrics.csv"),
                                               params.get(str(run_root.resolve()), {}))))
     roots = [r for r, _, _ in found]
@@ -198,6 +211,8 @@ def curve_figures(runs: list[Run]) -> list[tuple[str, str]]:
 
 def _legend(fig, ax, n: int) -> None:
     fig.tight_layout(rect=(0, 0, 0.85, 1))
+    if n > 40:
+        return  # a legend that long helps nobody; the table names the runs
     fig.legend(*ax.get_legend_handles_labels(), loc="center left", bbox_to_anchor=(0.855, 0.5),
                fontsize=8 if n <= 12 else 6, ncol=1 if n <= 20 else 2, frameon=False)
 

@@ -79,6 +79,10 @@ def test_finds_fits_and_evaluations(runs_dir):
     evals = [r for r in runs if not r.is_fit]
     assert [r.label for r in evals] == ["sweep/run-001 v1"] and "val/loss" in evals[0].summary
     assert skipped == []  # predict's log directory holds no metrics.csv: not a run left unfinished
+    # RUNS_DIR may also be a run root or a log directory itself
+    assert [r.label for r in find_runs(runs_dir / "sweep/run-000")[0]] == ["run-000"]
+    assert [r.label for r in find_runs(runs_dir / "sweep/run-000/lightning_logs/version_0")[0]] == ["run-000"]
+    assert [r.label for r in find_runs(runs_dir / "sweep/run-001/lightning_logs")[0]] == ["run-001 v0", "run-001 v1"]
 
 
 def test_curves_match_metrics_csv(runs_dir):
@@ -125,7 +129,8 @@ def test_table_rows_match_summaries_and_csv(runs_dir):
 def test_report_sections(runs_dir, tmp_path):
     page = write_report(runs_dir, tmp_path / "report", bootstrap=4).read_text()
     assert "<h3>Sweep tiny (sweep)</h3>" in page
-    assert "L(N, D) =" in page  # 3 runs over 2 sizes and 2 budgets: a fit (however loose)
+    # 3 runs over 2 sizes and 2 budgets: a fit (however loose); the validation of run-001 is no 4th point
+    assert "<p>3 runs. L(N, D) =" in page
     assert "ROMEO:" in page and "JULIET:" in page  # predict's samples
     assert "Evaluations" in page
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)  # nothing fetched: self-contained
