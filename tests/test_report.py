@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from lit_llm.cli import main
-from lit_llm.report import COLUMNS, curves, find_runs, table_row, varying_keys, write_report
+from lit_llm.report import curves, find_runs, table_row, varying_keys, write_report
+from lit_llm.report_html import COLUMNS
 
 pytestmark = pytest.mark.slow  # real fits and a browser: ~25 s in all
 
