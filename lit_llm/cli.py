@@ -336,6 +336,12 @@ def scaling_main(args: list[str]) -> int:
     return run(args)
 
 
+def report_main(args: list[str]) -> int:
+    from lit_llm.report import report_main as run
+
+    return run(args)
+
+
 def close_process_group(barrier: bool) -> None:
     """Destroy the process group before exit: left to interpreter shutdown, gloo's threads can abort the
     process. After success, ranks first wait for each other, so rank 0's store outlives the others' use."""
@@ -347,7 +353,8 @@ def close_process_group(barrier: bool) -> None:
         dist.destroy_process_group()
 
 
-COMMANDS = {"prepare": prepare_main, "generate": generate_main, "sweep": sweep_main, "scaling": scaling_main}
+COMMANDS = {"prepare": prepare_main, "generate": generate_main, "sweep": sweep_main, "scaling": scaling_main,
+            "report": report_main}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,6 +40,8 @@ def load_points(source: str | Path, params: str = "non_embedding", metric: str =
             s = json.loads(path.read_text())
             if s.get(metric) is None or not s.get("tokens_seen"):
                 continue
+            if "flops_per_token" in s and "train_seconds" not in s:
+                continue  # lit_llm's summary of a `validate`/`test` of a checkpoint: that run's point again
             n = s["params_non_embedding"] if params == "non_embedding" else s["params"]
             rows.append((n, s["tokens_seen"], None, s[metric]))
     elif source.is_file():
