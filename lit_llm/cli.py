@@ -369,8 +369,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lit-llm: error: {err}", file=sys.stderr)
         return 2
     except SIGTERMException:  # RunCheckpoint saved last.ckpt at the end of the step
-        print("lit-llm: stopped by SIGTERM/SIGUSR1 after saving the last checkpoint; resume with --ckpt_path last",
-              file=sys.stderr)
+        print("lit-llm: stopped by SIGTERM/SIGUSR1 (during training, last.ckpt is saved first: resume with "
+              "--ckpt_path last)", file=sys.stderr)
         return 143
     except BrokenPipeError:  # output piped into `head` and the like
         return 0
