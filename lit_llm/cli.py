@@ -164,6 +164,11 @@ class LitLLMCLI(LightningCLI):
         parser.link_arguments("data.block_size", "model.block_size")
         parser.link_arguments("data.model_vocab_size", "model.vocab_size", apply_on="instantiate")
 
+    def before_instantiate_classes(self) -> None:
+        from lit_llm.finetune import apply_init_from
+
+        apply_init_from(self.config[self.subcommand])
+
     def instantiate_trainer(self, **kwargs):
         config = self._get(self.config_init, "trainer", default={})
         root = config.get("default_root_dir") or TRAINER_DEFAULTS["default_root_dir"]
@@ -297,7 +302,14 @@ def close_process_group(barrier: bool) -> None:
         dist.destroy_process_group()
 
 
-COMMANDS = {"prepare": prepare_main, "generate": generate_main, "sweep": sweep_main, "scaling": scaling_main}
+def convert_main(args: list[str]) -> None:
+    from lit_llm.convert import convert_main as run
+
+    run(args)
+
+
+COMMANDS = {"prepare": prepare_main, "generate": generate_main, "sweep": sweep_main, "scaling": scaling_main,
+            "convert": convert_main}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -82,6 +82,7 @@ class LanguageModel(L.LightningModule):
         sample_top_k: int | None = 200,
         compile: bool = False,
         activation_checkpointing: bool = False,
+        init_from: str | None = None,
     ) -> None:
         """
         Args:
@@ -112,6 +113,8 @@ class LanguageModel(L.LightningModule):
             compile: torch.compile the model (in place: checkpoints keep their keys).
             activation_checkpointing: recompute each block's activations in backward (less memory, ~30%
                 more compute); under FSDP use the strategy's activation_checkpointing_policy instead.
+            init_from: fine-tune: start from the weights of a lit_llm checkpoint, a Hugging Face GPT-2/Llama
+                directory or an export-safetensors file; its architecture, block size and tokenizer are used.
         """
         super().__init__()
         if vocab_size <= 0 or block_size <= 0:
@@ -142,6 +145,10 @@ class LanguageModel(L.LightningModule):
         if self.model is not None:
             return
         self.model = GPT(self.config)
+        if self.hparams.init_from and self._trainer is not None:  # not when a checkpoint is rebuilt for generate
+            from lit_llm.finetune import load_init_weights
+
+            load_init_weights(self)
         self.model.checkpoint_blocks = self.hparams.activation_checkpointing
         if self.hparams.compile:
             self.model.compile()
