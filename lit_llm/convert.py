@@ -205,15 +205,15 @@ def convert_main(args: list[str]) -> None:
     imp.add_argument("--out", type=str, required=True, help="the checkpoint to write (.ckpt)")
     imp.add_argument("--tokenizer", type=str | None, default=None,
                      help="tokenizer.json, a vocab.json+merges.txt directory, or gpt2 (default: the one in hf_dir)")
-    commands.add_subcommand("import-hf", imp)
+    commands.add_subcommand("import-hf", imp, help=imp.description)
     exp = ArgumentParser(description="A lit_llm checkpoint -> a transformers model directory.")
     exp.add_argument("checkpoint", type=str)
     exp.add_argument("--out", type=str, required=True, help="the directory to create")
-    commands.add_subcommand("export-hf", exp)
+    commands.add_subcommand("export-hf", exp, help=exp.description)
     st = ArgumentParser(description="A lit_llm checkpoint -> one .safetensors file (weights, config, tokenizer).")
     st.add_argument("checkpoint", type=str)
     st.add_argument("--out", type=str, required=True, help="the .safetensors file to create")
-    commands.add_subcommand("export-safetensors", st)
+    commands.add_subcommand("export-safetensors", st, help=st.description)
     cfg = parser.parse_args(args)
     action, sub = cfg.action, cfg[cfg.action]
     if action == "import-hf":

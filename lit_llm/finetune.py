@@ -7,7 +7,8 @@ PATH is a lit_llm checkpoint, a Hugging Face GPT-2/Llama directory or an export-
    corpus is tokenized exactly as the source's was.
 2. `load_init_weights` (LanguageModel.configure_model, once the network is built): checks that the run's
    config and tokenizer are the source's, saying what differs, and copies the weights.
-A run resumed with --ckpt_path loads the source too, and the checkpoint's weights then replace it.
+With --ckpt_path (resume, validate, test) the checkpoint's weights are used, not the source's, and the
+checkpoint file supplies the tokenizer, so a fine-tuned model is evaluated without its source at hand.
 """
 
 from __future__ import annotations
@@ -46,11 +47,18 @@ def apply_init_from(config) -> None:
     """Fill the parsed CLI config (the subcommand's namespace) from --model.init_from's source."""
     from lit_llm.data.corpus import default_cache_dir
     from lit_llm.data.datamodule import TextDataModule
+    from lit_llm.data.tokenizer import EOS
     from lit_llm.module import LanguageModel
 
     init_from = config.model.get("init_from") if config.get("model") is not None else None
     if not init_from:
         return
+    if config.get("ckpt_path"):
+        # a resumed or evaluated checkpoint's weights replace the source's, so the source is not loaded,
+        # and a checkpoint file (a fine-tuned one carries the source's tokenizer) stands in for it here
+        config.model.init_from = None
+        if Path(config.ckpt_path).is_file():
+            init_from = config.ckpt_path
     source = read_source(init_from, weights=False)
     model_defaults, data_defaults = defaults(LanguageModel), defaults(TextDataModule)
     for name in ARCH_ARGS:
@@ -63,6 +71,9 @@ def apply_init_from(config) -> None:
         if source.tokenizer_json is None:
             raise LitLLMError(f"--model.init_from {init_from} carries no tokenizer; give the one it was trained "
                               "with as --data.tokenizer PATH")
+        if Tokenizer.from_str(source.tokenizer_json).token_to_id(EOS) is None:
+            raise LitLLMError(f"--model.init_from {init_from}: its tokenizer has no {EOS} token, which lit_llm puts "
+                              "between documents (adding it would grow the vocabulary past the model's)")
         cache = Path(config.data.cache_dir).expanduser() if config.data.cache_dir else default_cache_dir()
         config.data.tokenizer = str(save_tokenizer(source.tokenizer_json, cache))
 
@@ -94,6 +105,10 @@ def load_init_weights(module) -> None:
     if any(p.is_meta for p in module.model.parameters()):
         raise LitLLMError("--model.init_from does not support meta-device initialisation (FSDP); fine-tune with "
                           "a single device or DDP")
-    module.model.load_state_dict(source.state_dict)
+    try:
+        module.model.load_state_dict(source.state_dict)
+    except RuntimeError as err:
+        detail = (str(err).strip().splitlines()[1:2] or [str(err)])[0].strip()
+        raise LitLLMError(f"--model.init_from {path}: its weights do not fit its config: {detail}") from None
     if not module.tokenizer_json:
         module.tokenizer_json = source.tokenizer_json

@@ -71,10 +71,14 @@ def test_init_from_loads_weights_and_fine_tuning_lowers_val_loss(source, corpus_
     src = torch.load(source, weights_only=True)
     assert ckpt["lit_llm"]["tokenizer_json"] == src["lit_llm"]["tokenizer_json"]
     assert ckpt["hyper_parameters"]["init_from"] == str(source)
-    # the fine-tuned checkpoint generates alone (the source is not read again)
+    # the fine-tuned checkpoint is used without its source: generate, and validate on B with no
+    # tokenizer or block size given (they come from the checkpoint) reproduces the fit's last val/loss
     source.unlink()
-    assert main(["generate", "--checkpoint", str(tmp_path / "ft/checkpoints/last.ckpt"), "--prompt", "def ",
-                 "--max_new_tokens", "10"]) == 0
+    tuned_ckpt = str(tmp_path / "ft/checkpoints/last.ckpt")
+    assert main(["generate", "--checkpoint", tuned_ckpt, "--prompt", "def ", "--max_new_tokens", "10"]) == 0
+    assert main(["validate", "--ckpt_path", tuned_ckpt, *data_b,
+                 "--trainer.default_root_dir", str(tmp_path / "ft_b"), *QUIET]) == 0
+    assert summary(tmp_path / "ft_b")["val/loss"] == pytest.approx(tuned["val/loss"], abs=1e-5)
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -95,3 +99,41 @@ def test_mismatch_is_one_line_error(source, corpus_b, tmp_path, capsys, extra, m
 def test_init_from_missing_source(tmp_path, capsys):
     assert main(["fit", "--model.init_from", str(tmp_path / "nope.ckpt"), *QUIET]) == 2
     assert "nope.ckpt not found" in capsys.readouterr().err
+
+
+def test_same_size_tokenizer_with_other_tokens_is_refused(source, corpus_b, tmp_path, capsys):
+    tokenizer = json.loads(torch.load(source, weights_only=True)["lit_llm"]["tokenizer_json"])
+    vocab = tokenizer["model"]["vocab"]
+    vocab["a"], vocab["b"] = vocab["b"], vocab["a"]
+    swapped = tmp_path / "swapped.json"
+    swapped.write_text(json.dumps(tokenizer))
+    capsys.readouterr()
+    assert main(["fit", "--model.init_from", str(source), "--data.corpus", str(corpus_b), "--data.tokenizer",
+                 str(swapped), "--trainer.default_root_dir", str(tmp_path / "bad"), *QUIET]) == 2
+    assert "the source's size but other tokens" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_fine_tune_from_a_hugging_face_directory(tiny_text, tmp_path):
+    """A GPT-2 directory as transformers writes it (here: exported from a lit_llm model) is a source."""
+    pytest.importorskip("safetensors")
+    from lit_llm.convert import Source, checkpoint_dict
+    from lit_llm.data.tokenizer import char_tokenizer
+    from lit_llm.model import GPT, GPTConfig
+
+    tok = char_tokenizer([tiny_text.read_text()])
+    cfg = GPTConfig(vocab_size=tok.get_vocab_size(), block_size=32, n_layer=2, n_head=2, n_embd=32)
+    torch.manual_seed(0)
+    ckpt = tmp_path / "m.ckpt"
+    torch.save(checkpoint_dict(Source(ckpt, "test", cfg, tok.to_str(), GPT(cfg).state_dict())), ckpt)
+    assert main(["convert", "export-hf", str(ckpt), "--out", str(tmp_path / "hf")]) == 0
+    data = ["--data.corpus", str(tiny_text), "--data.batch_size", "8"]
+    assert main(["validate", "--model.init_from", str(tmp_path / "hf"), *data,
+                 "--trainer.default_root_dir", str(tmp_path / "v_hf"), *QUIET]) == 0
+    tok_file = tmp_path / "tok.json"
+    tok_file.write_text(tok.to_str())
+    assert main(["validate", "--ckpt_path", str(ckpt), *data, "--data.tokenizer", str(tok_file),
+                 "--data.block_size", "32", "--trainer.default_root_dir", str(tmp_path / "v_ckpt"), *QUIET]) == 0
+    assert summary(tmp_path / "v_hf")["val/loss"] == pytest.approx(summary(tmp_path / "v_ckpt")["val/loss"], abs=1e-5)
+    assert main(["fit", "--config", str(CONFIGS / "finetune.yaml"), "--model.init_from", str(tmp_path / "hf"),
+                 *data, "--trainer.max_steps", "3", "--trainer.default_root_dir", str(tmp_path / "ft"), *QUIET]) == 0
+    assert summary(tmp_path / "ft")["global_step"] == 3
