@@ -167,7 +167,7 @@ class LitLLMCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         from lit_llm.finetune import apply_init_from
 
-        apply_init_from(self.config[self.subcommand])
+        apply_init_from(self.config[self.subcommand] if self.subcommand else self.config)
 
     def instantiate_trainer(self, **kwargs):
         config = self._get(self.config_init, "trainer", default={})
