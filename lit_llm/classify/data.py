@@ -62,11 +62,18 @@ def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int) 
     return {"test": order[:n_test], "val": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
 
 
-def checkpoint_tokenizer(path: str) -> tuple[Tokenizer, int]:
-    """The tokenizer and block size of a lit_llm LM checkpoint, without building its model."""
+def read_checkpoint(path: str) -> dict:
     if not Path(path).is_file():
         raise LitLLMError(f"checkpoint {path} not found")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:
+        raise LitLLMError(f"cannot read checkpoint {path} ({err.__class__.__name__}); is it truncated?") from None
+
+
+def checkpoint_tokenizer(path: str) -> tuple[Tokenizer, int]:
+    """The tokenizer and block size of a lit_llm LM checkpoint, without building its model."""
+    ckpt = read_checkpoint(path)
     tokenizer_json = ckpt.get("lit_llm", {}).get("tokenizer_json")
     if tokenizer_json is None:
         raise LitLLMError(f"{path} carries no tokenizer: is it a lit_llm language-model checkpoint?")

@@ -36,6 +36,23 @@ def pool(h: torch.Tensor, lengths: torch.Tensor, how: str) -> torch.Tensor:
     return (h * keep[..., None]).sum(dim=1) / lengths[:, None].to(h.dtype)
 
 
+def load_gpt(path: str) -> GPT:
+    """The GPT of a lit_llm LM checkpoint (plain tensors only). Built directly rather than through a
+    LanguageModel: a LightningModule created inside LightningCLI's instantiation would take the outer
+    module's hyper-parameters."""
+    from lit_llm.classify.data import read_checkpoint
+
+    ckpt = read_checkpoint(path)
+    config = ckpt.get("lit_llm", {}).get("model_config")
+    if config is None:
+        raise LitLLMError(f"{path} is not a lit_llm language-model checkpoint (no model_config)")
+    model = GPT(GPTConfig(**config))
+    prefix = "model."
+    state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    model.load_state_dict(state)
+    return model
+
+
 class TextClassifier(L.LightningModule):
     def __init__(
         self,
@@ -85,13 +102,11 @@ class TextClassifier(L.LightningModule):
             self.backbone = nn.Embedding(vocab_size, n_embd)
             width = n_embd
         elif checkpoint:
-            from lit_llm.generate import load_checkpoint
-
-            lm, _ = load_checkpoint(checkpoint)
-            if lm.config.vocab_size != vocab_size:
-                raise LitLLMError(f"{checkpoint} has a {lm.config.vocab_size}-token vocabulary but the data's "
-                                  f"tokenizer has {vocab_size}: the data must use the checkpoint's tokenizer")
-            self.backbone, width = lm.model, lm.config.n_embd
+            self.backbone = load_gpt(checkpoint)
+            if self.backbone.config.vocab_size != vocab_size:
+                raise LitLLMError(f"{checkpoint} has a {self.backbone.config.vocab_size}-token vocabulary but the "
+                                  f"data's tokenizer has {vocab_size}: the data must use the checkpoint's tokenizer")
+            width = self.backbone.config.n_embd
         else:
             try:
                 config = GPTConfig(vocab_size, block_size, n_layer, n_head, n_embd, dropout=dropout)
