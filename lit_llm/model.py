@@ -6,6 +6,7 @@ Design choices, each a `GPTConfig` switch:
 - mlp: "gelu" (GPT-2's tanh-approximate GELU, 4x wide) or "swiglu" (gated, ~8/3x wide so the
   parameter count matches).
 - bias in every Linear and norm, tied input/output embeddings, dropout.
+- causal attention (GPT), or bidirectional (`causal=False`, the masked-LM objective; no generation).
 The GPT-2-exact mode is layernorm + learned + gelu + bias + tied; the modern mode is
 rmsnorm + rope + swiglu, no bias.
 

@@ -8,7 +8,10 @@ val/acc, there is no token-throughput meter, and the data links labels, vocabula
 
 from __future__ import annotations
 
+import warnings
+
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI
 
 from lit_llm.classify.data import ClassificationDataModule
 from lit_llm.classify.module import TextClassifier
@@ -19,6 +22,10 @@ CLASSIFY_TRAINER_DEFAULTS = {**TRAINER_DEFAULTS, "default_root_dir": "runs/class
 
 
 class ClassifyCLI(LitLLMCLI):
+    @staticmethod
+    def subcommands() -> dict:
+        return {k: v for k, v in LightningCLI.subcommands().items() if k != "predict"}  # no text output here
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults({
@@ -44,14 +51,16 @@ def classify_main(args: list[str]) -> int:
 
         make_data_main(args[1:])
         return 0
-    ClassifyCLI(
-        TextClassifier,
-        ClassificationDataModule,
-        trainer_defaults=CLASSIFY_TRAINER_DEFAULTS,
-        seed_everything_default=1337,
-        save_config_callback=LoggedConfig,
-        save_config_kwargs={"overwrite": True},
-        parser_kwargs={"prog": "lit-llm classify"},
-        args=args,
-    )
+    with warnings.catch_warnings():  # args are sys.argv minus "classify": not the mistake Lightning warns of
+        warnings.filterwarnings("ignore", message=".*args parameter is intended.*")
+        ClassifyCLI(
+            TextClassifier,
+            ClassificationDataModule,
+            trainer_defaults=CLASSIFY_TRAINER_DEFAULTS,
+            seed_everything_default=1337,
+            save_config_callback=LoggedConfig,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"prog": "lit-llm classify", "description": "Train and evaluate text classifiers."},
+            args=args,
+        )
     return 0
