@@ -4,6 +4,7 @@ Rows (same data, split and step budget, test metrics of the last checkpoint):
   baseline                  embedding -> mean pooling -> linear (no Transformer)
   transformer, scratch      2 x 64 GPT trained on the labels only
   pretrained, frozen        a 2 x 64 lit_llm LM pretrained on unlabelled reviews; only the head trains
+                            (last-token and mean pooling)
   pretrained, fine-tuned    the same LM, all weights trained
 
     python benchmarks/classify.py --out runs/classify-bench
@@ -59,10 +60,12 @@ def main() -> None:
     lm = str(out / "lm/checkpoints/last.ckpt")
     variants = {
         "baseline (embedding mean -> linear)": ["--model.arch", "baseline", "--model.lr", "1e-2"],
-        "transformer, scratch": [],
-        "pretrained LM, frozen (head only)": ["--model.checkpoint", lm, "--model.freeze_backbone", "true",
-                                              "--model.lr", "1e-2"],
-        "pretrained LM, fine-tuned": ["--model.checkpoint", lm],
+        "transformer, scratch (last token)": [],
+        "pretrained LM, frozen (head only), last token": ["--model.checkpoint", lm, "--model.freeze_backbone",
+                                                          "true", "--model.lr", "1e-2"],
+        "pretrained LM, frozen (head only), mean": ["--model.checkpoint", lm, "--model.freeze_backbone", "true",
+                                                    "--model.lr", "1e-2", "--model.pooling", "mean"],
+        "pretrained LM, fine-tuned (last token)": ["--model.checkpoint", lm],
     }
     rows = []
     for i, (name, extra) in enumerate(variants.items()):

@@ -76,3 +76,30 @@ def test_int8_generate_and_perplexity(tiny_text, tmp_path, capsys):
     int8 = trainer.validate(module, datamodule=dm, verbose=False)[0]["val/ppl"]
     assert math.isfinite(int8) and abs(int8 / fp32 - 1) < 0.05, (fp32, int8)
     assert state_dict_mb(module.model) < fp32_mb
+
+
+def test_resumed_pruning_keeps_the_zeros(tiny_text, tmp_path):
+    """A fit starting from pruned weights (e.g. --ckpt_path of a pruned run) keeps their zeros at zero."""
+    import torch.nn.utils.prune as prune
+
+    from lit_llm.compress import GPTPruning, sparsity
+    from lit_llm.module import LanguageModel
+
+    dm = TextDataModule(str(tiny_text), "char", block_size=16, batch_size=4)
+    torch.manual_seed(0)
+    module = LanguageModel(dm.model_vocab_size, 16, n_layer=2, n_head=2, n_embd=32, warmup_steps=0)
+    module.configure_model()
+    layers = block_linears(module.model)
+    for layer in layers:
+        prune.l1_unstructured(layer, "weight", 0.3)
+        prune.remove(layer, "weight")
+    zeros = [layer.weight == 0 for layer in layers]
+    before = [layer.weight.detach().clone() for layer in layers]
+    trainer = L.Trainer(max_steps=5, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, use_distributed_sampler=False, limit_val_batches=0,
+                        callbacks=[GPTPruning(0.3, "once", start_step=100)], default_root_dir=tmp_path)
+    trainer.fit(module, datamodule=dm)
+    layers = block_linears(module.model)
+    assert all((layer.weight[z] == 0).all() for layer, z in zip(layers, zeros))
+    assert any(not torch.equal(layer.weight, b) for layer, b in zip(layers, before))  # it did train
+    assert sparsity(layers) == pytest.approx(0.3, abs=1e-3)
