@@ -304,11 +304,19 @@ def generate_main(args: list[str]) -> None:
     parser.add_argument("--num_samples", type=int, default=1)
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--device", type=str, default="cpu")
+    parser.add_argument("--quantize", type=Literal["none", "int8"], default="none",
+                        help="int8: dynamic int8 quantization of the Linear layers (CPU)")
     cfg = parser.parse_args(args)
     if cfg.max_new_tokens < 0 or cfg.num_samples < 1:
         raise LitLLMError("--max_new_tokens must be >= 0 and --num_samples >= 1")
     module, tokenizer = load_checkpoint(cfg.checkpoint)
     module.to(cfg.device)
+    if cfg.quantize == "int8":
+        from lit_llm.compress import quantize_int8
+
+        if cfg.device != "cpu":
+            raise LitLLMError("--quantize int8 runs on the CPU: drop --device")
+        module.model = quantize_int8(module.model)
     texts = generate_text(module.model, tokenizer, cfg.prompt, cfg.max_new_tokens, cfg.temperature,
                           cfg.top_k, cfg.top_p, cfg.num_samples, cfg.seed)
     for i, text in enumerate(texts):
@@ -363,8 +371,14 @@ def convert_main(args: list[str]) -> None:
     run(args)
 
 
+def classify_main(args: list[str]) -> int:
+    from lit_llm.classify.cli import classify_main as run
+
+    return run(args)
+
+
 COMMANDS = {"prepare": prepare_main, "generate": generate_main, "sweep": sweep_main, "scaling": scaling_main,
-            "report": report_main, "convert": convert_main}
+            "report": report_main, "convert": convert_main, "classify": classify_main}
 
 
 def main(argv: list[str] | None = None) -> int:

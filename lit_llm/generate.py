@@ -57,6 +57,8 @@ def generate_text(
     seed: int = 1337,
 ) -> list[str]:
     """num_samples completions of prompt (the prompt included), decoded."""
+    if not model.config.causal:
+        raise LitLLMError("this checkpoint is a masked LM (bidirectional attention): it cannot generate text")
     device = next(model.parameters()).device
     ids = torch.tensor([encode_prompt(tokenizer, prompt)] * num_samples, device=device)
     generator = torch.Generator(device=device).manual_seed(seed)

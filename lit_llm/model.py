@@ -6,6 +6,7 @@ Design choices, each a `GPTConfig` switch:
 - mlp: "gelu" (GPT-2's tanh-approximate GELU, 4x wide) or "swiglu" (gated, ~8/3x wide so the
   parameter count matches).
 - bias in every Linear and norm, tied input/output embeddings, dropout.
+- causal attention (GPT), or bidirectional (`causal=False`, the masked-LM objective; no generation).
 The GPT-2-exact mode is layernorm + learned + gelu + bias + tied; the modern mode is
 rmsnorm + rope + swiglu, no bias.
 
@@ -45,6 +46,8 @@ class GPTConfig:
     dropout: float = 0.0
     rope_theta: float = 10000.0
     norm_eps: float = 1e-5
+    causal: bool = True
+    """False: bidirectional attention (masked LM); KV-cache generation needs causal attention."""
 
     def __post_init__(self) -> None:
         if self.n_embd % self.n_head:
@@ -151,7 +154,9 @@ class CausalSelfAttention(nn.Module):
         if cache is not None:
             k, v = cache.update(pos, k, v)  # (B, nh, pos+T, hs)
         dropout = self.config.dropout if self.training else 0.0
-        if pos == 0 or T == 1:
+        if not self.config.causal:  # bidirectional: every position attends to the whole sequence
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+        elif pos == 0 or T == 1:
             # a fresh sequence is plain causal; one new token attends to everything cached
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=T > 1)
         else:
@@ -253,6 +258,12 @@ class GPT(nn.Module):
         self, idx: torch.Tensor, caches: list[KVCache] | None = None, pos: int = 0
     ) -> torch.Tensor:
         """idx (B, T) token ids -> logits (B, T, vocab_size). With caches, idx continues at position pos."""
+        return self.lm_head(self.hidden_states(idx, caches, pos))
+
+    def hidden_states(
+        self, idx: torch.Tensor, caches: list[KVCache] | None = None, pos: int = 0
+    ) -> torch.Tensor:
+        """idx (B, T) -> the final hidden states (B, T, n_embd), after the last norm (classifiers pool them)."""
         B, T = idx.size()
         if pos + T > self.config.block_size:
             raise ValueError(f"sequence of {pos + T} tokens exceeds block_size {self.config.block_size}")
@@ -266,7 +277,7 @@ class GPT(nn.Module):
                 x = torch.utils.checkpoint.checkpoint(block, x, rope, use_reentrant=False)
             else:
                 x = block(x, rope, caches[i] if caches is not None else None, pos)
-        return self.lm_head(self.ln_f(x))
+        return self.ln_f(x)
 
     @torch.no_grad()
     def generate(
@@ -282,6 +293,8 @@ class GPT(nn.Module):
     ) -> torch.Tensor:
         """Extend idx (B, T) by max_new_tokens. temperature 0 is greedy. Once the context is full the
         window slides and the cache is rebuilt each step, so results equal uncached generation."""
+        if not self.config.causal:
+            raise ValueError("generation needs a causal model; this one attends bidirectionally (masked LM)")
         block = self.config.block_size
         caches: list[KVCache] | None = None
         pos = 0  # number of tokens held in the cache

@@ -17,7 +17,7 @@ from typing import Literal
 import lightning as L
 import torch
 import torch.nn.functional as F
-from torchmetrics import Metric
+from torchmetrics import MeanMetric, Metric
 
 from lit_llm.callbacks import should_log
 from lit_llm.errors import LitLLMError
@@ -101,6 +101,9 @@ class LanguageModel(L.LightningModule):
         activation_checkpointing: bool = False,
         max_nonfinite_skips: int = 3,
         init_from: str | None = None,
+        objective: Literal["causal", "masked"] = "causal",
+        mask_prob: float = 0.15,
+        mask_seed: int = 1337,
     ) -> None:
         """
         Args:
@@ -136,6 +139,10 @@ class LanguageModel(L.LightningModule):
                 checkpoint stays as it is.
             init_from: fine-tune: start from the weights of a lit_llm checkpoint, a Hugging Face GPT-2/Llama
                 directory or an export-safetensors file; its architecture, block size and tokenizer are used.
+            objective: causal (next token) or masked (BERT's masked LM, bidirectional attention; needs a
+                tokenizer with <mask>, as char and bpe have; no generation).
+            mask_prob: masked objective: share of positions selected for the loss (80% MASK, 10% random, 10% kept).
+            mask_seed: masked objective: seed of the masks (each micro-batch's mask is fixed by it and the step).
         """
         super().__init__()
         if vocab_size <= 0 or block_size <= 0:
@@ -146,12 +153,16 @@ class LanguageModel(L.LightningModule):
         self.save_hyperparameters(logger=False)  # the CLI logs the full config, flat
         try:
             self.config = GPTConfig(vocab_size, block_size, n_layer, n_head, n_embd, n_ff, norm, pos, mlp,
-                                    bias, tie_embeddings, dropout, rope_theta)
+                                    bias, tie_embeddings, dropout, rope_theta, causal=objective == "causal")
         except ValueError as err:
             raise LitLLMError(f"invalid model config: {err}") from None
         self.model: GPT | None = None  # built in configure_model(), on the meta device under FSDP
         self.val_nll = TokenNLL()
         self.test_nll = TokenNLL()
+        if objective == "masked":  # accuracy of the argmax prediction at the masked positions
+            if not 0 < mask_prob <= 1:
+                raise LitLLMError(f"--model.mask_prob must be in (0, 1], got {mask_prob}")
+            self.val_mlm_acc, self.test_mlm_acc = MeanMetric(), MeanMetric()
         self.tokens_seen = 0
         self._step_nll, self._step_tokens = 0.0, 0  # sums over the micro-batches of the current step
         self._pending_rng: dict | None = None  # RNG state to restore before the first resumed step
@@ -188,6 +199,8 @@ class LanguageModel(L.LightningModule):
                 )
             self.tokenizer_json = (prepared.path / "tokenizer.json").read_text()
             self.data_meta = prepared.meta
+        if self.hparams.objective == "masked":
+            self.mask_id()  # fail before training when the tokenizer has no <mask>
 
     def on_train_start(self) -> None:
         self._realign_log_step = True
@@ -283,14 +296,16 @@ class LanguageModel(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         tokens = batch["tokens"]
-        targets = batch.get("targets", tokens[:, 1:])  # -1 marks positions without a target
-        nll_sum, n_tokens = self.nll(tokens[:, :-1], targets)
+        inputs, targets = tokens[:, :-1], batch.get("targets", tokens[:, 1:])  # -1 marks positions without a target
+        if self.hparams.objective == "masked":
+            inputs, targets = self.masked(inputs, self._micro_batch_index(batch_idx))
+        nll_sum, n_tokens = self.nll(inputs, targets)
         # Lightning divides each micro-batch's loss by accumulate_grad_batches and DDP averages gradients
         # over ranks; multiplying by both and dividing by the optimizer step's token count (all micro-
         # batches, all ranks) makes the gradient that of sum(NLL) / sum(tokens) over the step, however the
         # step is split. Without "step_tokens" every micro-batch is assumed to hold as many targets.
         accum, world = self.trainer.accumulate_grad_batches, self.trainer.world_size
-        step_tokens = batch["step_tokens"] if "step_tokens" in batch else n_tokens * accum * world
+        step_tokens = batch["step_tokens"] if "step_tokens" in batch else n_tokens.clamp(min=1) * accum * world
         loss = nll_sum * (accum * world) / step_tokens
         if self.trainer.global_step in self._nan_steps:
             loss = loss * float("nan")
@@ -310,9 +325,13 @@ class LanguageModel(L.LightningModule):
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
+        if self.hparams.objective == "masked":
+            return self._masked_eval(batch, batch_idx, self.val_nll, self.val_mlm_acc)
         self.val_nll.update(*self.nll(batch["input"], batch["target"]))
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
+        if self.hparams.objective == "masked":
+            return self._masked_eval(batch, batch_idx, self.test_nll, self.test_mlm_acc)
         self.test_nll.update(*self.nll(batch["input"], batch["target"]))
 
     def _log_split(self, split: str, metric: TokenNLL) -> None:
@@ -320,6 +339,44 @@ class LanguageModel(L.LightningModule):
         metric.reset()
         self.log(f"{split}/loss", loss.float(), prog_bar=True)
         self.log(f"{split}/ppl", torch.exp(loss).float())
+        if self.hparams.objective == "masked":
+            acc = getattr(self, f"{split}_mlm_acc")
+            self.log(f"{split}/mlm_acc", acc.compute().float())
+            acc.reset()
+
+    # --- masked LM (lit_llm/masking.py) ----------------------------------------------------------
+    def mask_id(self) -> int:
+        from lit_llm.data.tokenizer import MASK
+
+        mask_id = self.tokenizer().token_to_id(MASK)
+        if mask_id is None:
+            raise LitLLMError(f"--model.objective masked needs a tokenizer with a {MASK} token: use "
+                              "--data.tokenizer char or bpe (gpt2 has none)")
+        return mask_id
+
+    def _micro_batch_index(self, batch_idx: int) -> int:
+        """The global micro-batch index (steps, accumulation, ranks), which seeds its mask: resumable."""
+        accum, world = self.trainer.accumulate_grad_batches, self.trainer.world_size
+        return (self.trainer.global_step * accum + batch_idx % accum) * world + self.trainer.global_rank
+
+    def masked(self, tokens: torch.Tensor, index: int, valid: torch.Tensor | None = None):
+        from lit_llm.masking import mask_tokens, seeded_generator
+
+        if not hasattr(self, "_mask_id"):
+            self._mask_id = self.mask_id()
+        generator = seeded_generator(self.hparams.mask_seed * 1_000_003 + index, tokens.device)
+        return mask_tokens(tokens, self._mask_id, self.config.vocab_size, generator, self.hparams.mask_prob, valid)
+
+    def _masked_eval(self, batch: dict, batch_idx: int, nll: TokenNLL, acc: MeanMetric) -> None:
+        """The same masks at every evaluation (seeded by the batch), scored at the selected positions."""
+        from lit_llm.masking import masked_lm_scores
+
+        rank = self.trainer.global_rank if self._trainer is not None else 0
+        valid = batch["target"] != IGNORE_INDEX  # the padded tail of a short last window is not scored
+        inputs, targets = self.masked(batch["input"], -(1 + batch_idx * 1024 + rank), valid)
+        nll_sum, n_scored, correct = masked_lm_scores(self.model(inputs), targets)
+        nll.update(nll_sum, n_scored)
+        acc.update(correct.float() / n_scored.clamp(min=1), weight=n_scored)
 
     def on_validation_epoch_end(self) -> None:
         self._log_split("val", self.val_nll)
