@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer
 
-from lit_llm.data.tokenizer import EOS, UNK
+from lit_llm.data.tokenizer import EOS, MASK, PAD, UNK
 from lit_llm.errors import LitLLMError
 from lit_llm.model import GPT
 
@@ -64,6 +64,7 @@ def generate_text(
     generator = torch.Generator(device=device).manual_seed(seed)
     was_training = model.training
     model.eval()
-    out = model.generate(ids, max_new_tokens, temperature, top_k, top_p, generator=generator)
+    never = [i for i in map(tokenizer.token_to_id, (PAD, MASK, UNK)) if i is not None]
+    out = model.generate(ids, max_new_tokens, temperature, top_k, top_p, generator=generator, suppress_ids=never)
     model.train(was_training)
     return [tokenizer.decode(row.tolist(), skip_special_tokens=False) for row in out]

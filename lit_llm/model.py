@@ -290,6 +290,7 @@ class GPT(nn.Module):
         use_cache: bool = True,
         eos_id: int | None = None,
         generator: torch.Generator | None = None,
+        suppress_ids: list[int] | None = None,
     ) -> torch.Tensor:
         """Extend idx (B, T) by max_new_tokens. temperature 0 is greedy. Once the context is full the
         window slides and the cache is rebuilt each step, so results equal uncached generation."""
@@ -309,6 +310,8 @@ class GPT(nn.Module):
             else:
                 logits = self(idx[:, -1:], caches, pos)[:, -1, :]
                 pos += 1
+            if suppress_ids:  # tokens that are never text (padding, mask, unknown)
+                logits[:, suppress_ids] = float("-inf")
             next_id = sample_next(logits.float(), temperature, top_k, top_p, generator)
             idx = torch.cat((idx, next_id), dim=1)
             if eos_id is not None and bool((next_id == eos_id).all()):
