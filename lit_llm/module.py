@@ -313,6 +313,8 @@ class LanguageModel(L.LightningModule):
         metric.reset()
         self.log(f"{split}/loss", loss.float(), prog_bar=True)
         self.log(f"{split}/ppl", torch.exp(loss).float())
+        # the x-axis of these rows in W&B (and in `lit-llm report`): tokens trained on so far
+        self.log("tokens_seen", torch.tensor(self.tokens_seen, dtype=torch.float64))
 
     def on_validation_epoch_end(self) -> None:
         self._log_split("val", self.val_nll)
