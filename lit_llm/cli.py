@@ -2,7 +2,7 @@
 
 Run outputs under --trainer.default_root_dir (default `runs`):
   checkpoints/            last.ckpt and the best by val/loss (ModelCheckpoint, options --checkpoint.*)
-  lightning_logs/version_N/  metrics.csv, config.yaml, hparams.yaml, summary.json
+  lightning_logs/version_N/  metrics.csv, config.yaml, hparams.yaml, summary.json, samples.jsonl
   wandb/                  W&B run directories (offline unless logged in or WANDB_MODE=online)
 """
 

@@ -148,7 +148,11 @@ class ResumableWandbLogger(WandbLogger):
     def experiment(self):
         if self._experiment is not None or not self._wandb_init.get("id"):
             return super().experiment
-        wait = float(os.environ.get(RESUME_WAIT_ENV, self.retry_seconds))
+        try:
+            wait = float(os.environ.get(RESUME_WAIT_ENV, self.retry_seconds))
+        except ValueError:
+            raise LitLLMError(f"{RESUME_WAIT_ENV} must be a number of seconds, got "
+                              f"{os.environ[RESUME_WAIT_ENV]!r}") from None
         deadline = time.monotonic() + wait
         run_id = self._wandb_init["id"]
         wandb_dir = Path(self._wandb_init.get("dir") or self.save_dir or ".") / "wandb"
