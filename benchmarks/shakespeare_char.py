@@ -205,14 +205,19 @@ def val_losses(model, prepared, block: int, batch: int, seed: int) -> dict:
         out = {"exact": nll / count}
         data = np.asarray(val, dtype=np.int64)
         rng = torch.Generator().manual_seed(seed)
-        for iters in (20, 200):
+
+        def estimate(iters: int) -> float:
             losses = []
             for _ in range(iters):
                 ix = torch.randint(len(data) - block, (batch,), generator=rng)
                 xy = torch.stack([torch.from_numpy(data[i:i + block + 1]) for i in ix.tolist()])
                 logits = model(xy[:, :-1])
                 losses.append(F.cross_entropy(logits.flatten(0, 1), xy[:, 1:].flatten()).item())
-            out[f"nanogpt_{iters}"] = sum(losses) / len(losses)
+            return sum(losses) / len(losses)
+
+        out["nanogpt_20"], out["nanogpt_200"] = estimate(20), estimate(200)
+        # the spread of nanoGPT's --eval_iters=20 figure itself, over 60 independent draws
+        out["nanogpt_20_sd"] = statistics.stdev(estimate(20) for _ in range(60))
     return out
 
 
@@ -233,13 +238,14 @@ def reference(args, outdir: Path) -> None:
         print(f"  plain {plain}  lightning {light}", flush=True)
     print(f"\nReference: gpt2-exact, {args.steps} steps; val loss exact (whole split) and nanoGPT's estimate "
           "(mean of 20 / 200 random batches of 12 x 64)")
-    head = f"{'seed':>6} {'loop':>10} {'exact':>8} {'nano-20':>8} {'nano-200':>8}"
+    head = f"{'seed':>6} {'loop':>10} {'exact':>8} {'nano-20':>8} {'nano-200':>8} {'sd of nano-20':>13}"
     print(head)
     print("-" * len(head))
     for seed, plain, light in rows:
         for name, v in (("plain", plain), ("lightning", light)):
             if v:
-                print(f"{seed:>6} {name:>10} {v['exact']:>8.4f} {v['nanogpt_20']:>8.4f} {v['nanogpt_200']:>8.4f}")
+                print(f"{seed:>6} {name:>10} {v['exact']:>8.4f} {v['nanogpt_20']:>8.4f} {v['nanogpt_200']:>8.4f} "
+                      f"{v['nanogpt_20_sd']:>13.4f}")
     for name, i in (("plain", 1), ("lightning", 2)):
         vals = [r[i]["exact"] for r in rows if r[i]]
         if len(vals) > 1:

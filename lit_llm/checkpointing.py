@@ -87,42 +87,55 @@ class RunCheckpoint(ModelCheckpoint):
        everything. The best-by-val/loss file still waits for the metric.
     2. A periodic save that falls on a step that validates waits for that validation, so the checkpoint
        comes after the validation's log row (a kill between the two would lose the row for good).
-    3. On SIGTERM (Lightning's handler) or SIGUSR1 (ours, outside SLURM), last.ckpt is written at the end
-       of the current step; Lightning then stops, and `lit-llm` exits with code 143.
+    3. On SIGTERM or SIGUSR1 (outside SLURM, where Lightning requeues on it), last.ckpt is written at the
+       end of the current step (after its validation, if it has one); Lightning then stops, and `lit-llm`
+       exits with code 143.
     """
 
     def on_train_start(self, trainer, pl_module) -> None:
         super().on_train_start(trainer, pl_module)
         if self.dirpath and trainer.is_global_zero:
             remove_stale_tmp_files(self.dirpath)
-        self._previous_usr1 = None
-        if hasattr(signal, "SIGUSR1") and signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, None):
-            def request_stop(signum, frame):  # the same path as SIGTERM: save at the step's end, then stop
-                trainer._signal_connector.received_sigterm = True
+        self._stop_signal, self._save_after_validation, self._previous_handlers = None, False, {}
+        signals = [signal.SIGTERM] + ([signal.SIGUSR1] if hasattr(signal, "SIGUSR1") else [])
+        for signum in signals:
+            if signum != signal.SIGTERM and signal.getsignal(signum) not in (signal.SIG_DFL, None):
+                continue  # SIGUSR1 is Lightning's under SLURM auto-requeue
+            self._previous_handlers[signum] = signal.signal(signum, self._request_stop(trainer))
 
-            self._previous_usr1 = signal.signal(signal.SIGUSR1, request_stop)
+    def _request_stop(self, trainer):
+        """Replaces Lightning's SIGTERM handler while training: that one stops validation midway, which would
+        lose the validation's row for good; ours lets the current step and its validation finish."""
+        def handler(signum, frame):
+            if self._stop_signal is None and trainer.strategy.launcher is not None:
+                trainer.strategy.launcher.kill(signum)  # forward to the ranks this process launched
+            self._stop_signal = signum
+        return handler
 
     def on_train_end(self, trainer, pl_module) -> None:
         super().on_train_end(trainer, pl_module)
-        self._restore_usr1()
+        self._restore_handlers()
 
     def on_exception(self, trainer, pl_module, exception) -> None:
         super().on_exception(trainer, pl_module, exception)
-        self._restore_usr1()
+        self._restore_handlers()
 
-    def _restore_usr1(self) -> None:
-        if getattr(self, "_previous_usr1", None) is not None:
-            signal.signal(signal.SIGUSR1, self._previous_usr1)
-            self._previous_usr1 = None
+    def _restore_handlers(self) -> None:
+        for signum, handler in getattr(self, "_previous_handlers", {}).items():
+            signal.signal(signum, handler)
+        self._previous_handlers = {}
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self._should_skip_saving_checkpoint(trainer):
             return
-        if trainer.received_sigterm:
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-            if trainer.is_global_zero:
-                print(f"lit-llm: stop requested by a signal: saved {self.last_model_path} at step "
-                      f"{trainer.global_step}; resume with --ckpt_path last", file=sys.stderr, flush=True)
+        stop = getattr(self, "_stop_signal", None) is not None
+        if trainer.world_size > 1:
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)  # any rank signalled: all stop
+        if stop:
+            if self._validation_follows(trainer):
+                self._save_after_validation = True
+            else:
+                self._save_and_stop(trainer)
             return
         if not self._periodic_save_due(trainer):
             return
@@ -133,6 +146,21 @@ class RunCheckpoint(ModelCheckpoint):
         if self.monitor is None or self.monitor in candidates:
             self._save_topk_checkpoint(trainer, candidates)
         self._save_last_checkpoint(trainer, candidates)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if getattr(self, "_save_after_validation", False):
+            self._save_after_validation = False
+            self._save_and_stop(trainer)
+
+    def _save_and_stop(self, trainer) -> None:
+        """last.ckpt now; Lightning then raises SIGTERMException at the end of the step (`lit-llm` exits 143)."""
+        if self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        if trainer.is_global_zero:
+            print(f"lit-llm: stop requested by a signal: saved {self.last_model_path} at step "
+                  f"{trainer.global_step}; resume with --ckpt_path last", file=sys.stderr, flush=True)
+        trainer._signal_connector.received_sigterm = True
 
     def _periodic_save_due(self, trainer) -> bool:
         by_steps = self._every_n_train_steps >= 1 and trainer.global_step % self._every_n_train_steps == 0

@@ -226,6 +226,10 @@ class LitLLMCLI(LightningCLI):
         if diffs:
             raise LitLLMError(f"{path} is of another model ({'; '.join(diffs)}); drop those options to resume it")
         self.config = self.parser.parse_object({sub: {"model": hparams}}, self.config)
+    def before_instantiate_classes(self) -> None:
+        from lit_llm.finetune import apply_init_from
+
+        apply_init_from(self.config[self.subcommand] if self.subcommand else self.config)
 
     def instantiate_trainer(self, **kwargs):
         config = self._get(self.config_init, "trainer", default={})
@@ -378,8 +382,14 @@ def close_process_group(barrier: bool) -> None:
         dist.destroy_process_group()
 
 
+def convert_main(args: list[str]) -> None:
+    from lit_llm.convert import convert_main as run
+
+    run(args)
+
+
 COMMANDS = {"prepare": prepare_main, "generate": generate_main, "sweep": sweep_main, "scaling": scaling_main,
-            "report": report_main}
+            "report": report_main, "convert": convert_main}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -394,8 +404,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lit-llm: error: {err}", file=sys.stderr)
         return 2
     except SIGTERMException:  # RunCheckpoint saved last.ckpt at the end of the step
-        print("lit-llm: stopped by SIGTERM/SIGUSR1 after saving the last checkpoint; resume with --ckpt_path last",
-              file=sys.stderr)
+        print("lit-llm: stopped by SIGTERM/SIGUSR1 (during training, last.ckpt is saved first: resume with "
+              "--ckpt_path last)", file=sys.stderr)
         return 143
     except BrokenPipeError:  # output piped into `head` and the like
         return 0

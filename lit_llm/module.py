@@ -100,6 +100,7 @@ class LanguageModel(L.LightningModule):
         compile: bool = False,
         activation_checkpointing: bool = False,
         max_nonfinite_skips: int = 3,
+        init_from: str | None = None,
     ) -> None:
         """
         Args:
@@ -133,6 +134,8 @@ class LanguageModel(L.LightningModule):
             max_nonfinite_skips: optimizer steps with a non-finite loss or gradient that are skipped (no
                 weight update, a warning each) before training stops with an error; the last good
                 checkpoint stays as it is.
+            init_from: fine-tune: start from the weights of a lit_llm checkpoint, a Hugging Face GPT-2/Llama
+                directory or an export-safetensors file; its architecture, block size and tokenizer are used.
         """
         super().__init__()
         if vocab_size <= 0 or block_size <= 0:
@@ -165,6 +168,10 @@ class LanguageModel(L.LightningModule):
         if self.model is not None:
             return
         self.model = GPT(self.config)
+        if self.hparams.init_from and self._trainer is not None:  # not when a checkpoint is rebuilt for generate
+            from lit_llm.finetune import load_init_weights
+
+            load_init_weights(self)
         self.model.checkpoint_blocks = self.hparams.activation_checkpointing
         if self.hparams.compile:
             self.model.compile()

@@ -276,3 +276,23 @@ def test_secrets_never_reach_run_files(workspace, tmp_path, monkeypatch):
     assert any(p.name == "summary.json" for p in files) and any(p.suffix == ".wandb" for p in files)
     leaked = [str(p) for p in files if secret.encode() in p.read_bytes()]
     assert not leaked, leaked
+
+
+def test_time_based_checkpoints(workspace, tmp_path, monkeypatch):
+    """--checkpoint.train_time_interval saves last.ckpt on a clock, with no step trigger and no validation."""
+    import lit_llm.checkpointing as checkpointing
+
+    clock = iter(range(10**6))  # a fake monotonic clock: one second per reading
+    monkeypatch.setattr(checkpointing.time, "monotonic", lambda: float(next(clock)))
+    saved = []
+    original = checkpointing.AtomicCheckpointIO.save_checkpoint
+    monkeypatch.setattr(checkpointing.AtomicCheckpointIO, "save_checkpoint",
+                        lambda self, ckpt, path, storage_options=None: (saved.append((ckpt["global_step"], Path(path).name)),
+                                                                original(self, ckpt, path, storage_options)))
+    monkeypatch.setenv("LIT_LLM_CACHE", str(workspace / "cache"))
+    args = fit(workspace, "--trainer.default_root_dir", str(tmp_path / "runs"), "--trainer.max_steps", "12",
+               "--trainer.val_check_interval", "1000", "--trainer.limit_val_batches", "0",
+               "--checkpoint.train_time_interval", "0:00:03")
+    assert main(args) == 0
+    before_end = [step for step, name in saved if name == "last.ckpt" and step < 12]
+    assert len(before_end) >= 3 and len(set(before_end)) == len(before_end), saved
