@@ -2,7 +2,7 @@
 
 Run outputs under --trainer.default_root_dir (default `runs`):
   checkpoints/            last.ckpt and the best by val/loss (ModelCheckpoint, options --checkpoint.*)
-  lightning_logs/version_N/  metrics.csv, config.yaml, hparams.yaml, summary.json
+  lightning_logs/version_N/  metrics.csv, config.yaml, hparams.yaml, summary.json, samples.jsonl
   wandb/                  W&B run directories (offline unless logged in or WANDB_MODE=online)
 """
 
@@ -28,6 +28,8 @@ from lit_llm.data.datamodule import TextDataModule
 from lit_llm.errors import LitLLMError
 from lit_llm.module import LanguageModel
 from lit_llm.resume import ResumableCSVLogger, ResumableWandbLogger
+from lit_llm.samples import GeneratedSamples
+from lit_llm.wandb_run import WandbRun, run_facts
 
 # noise from Lightning internals that a user cannot act on
 warnings.filterwarnings("ignore", message=".*treespec.*LeafSpec.*")
@@ -54,6 +56,10 @@ class WandbOptions:
     """Run group, e.g. a sweep or experiment name."""
     mode: Literal["auto", "offline", "online", "disabled"] = "auto"
     """auto: online when WANDB_MODE=online or an API key is configured, else offline; disabled: no W&B."""
+    tags: list[str] | None = None
+    """Run tags, e.g. '[baseline, rope]'."""
+    log_model: bool | Literal["all"] = False
+    """Upload checkpoints as W&B artifacts (online only): true = at the end, all = every checkpoint."""
 
 
 def wandb_has_credentials() -> bool:
@@ -91,10 +97,15 @@ def make_loggers(root: str, opts: WandbOptions, resume: dict | None = None) -> l
     mode = resolve_wandb_mode(opts.mode)
     if mode != "disabled":
         wandb_id = resume.get("wandb_id")
-        # absolute: W&B's background service may run in another working directory
+        log_model = opts.log_model
+        if log_model and mode == "offline":  # W&B refuses artifacts offline
+            print("lit-llm: warning: --wandb.log_model needs W&B online; checkpoints are not uploaded", file=sys.stderr)
+            log_model = False
+        # absolute: W&B's background service may run in another working directory. Under `wandb agent`
+        # W&B groups the run by its sweep: a group is passed only when one is given.
         loggers.append(ResumableWandbLogger(save_dir=os.path.abspath(root), project=opts.project, name=opts.name,
-                                   group=opts.group, offline=mode == "offline", id=wandb_id,
-                                   resume="allow" if wandb_id else None))
+                                   group=opts.group, tags=opts.tags, log_model=log_model,
+                                   offline=mode == "offline", id=wandb_id, resume="allow" if wandb_id else None))
     return loggers
 
 
@@ -146,11 +157,24 @@ class LoggedConfig(SaveConfigCallback):
         flat["model.vocab_size"] = pl_module.hparams.get("vocab_size")
         if trainer.checkpoint_callback is not None:
             flat["checkpoint.dirpath"] = trainer.checkpoint_callback.dirpath
+        flat.update(resolved_sizes(trainer, pl_module))
+        flat.update(run_facts())  # git commit, package versions
         for logger in trainer.loggers:
             logger.log_hyperparams(flat)
         for callback in trainer.callbacks:
             if isinstance(callback, RunSummary):
                 callback.config = flat
+
+
+def resolved_sizes(trainer, pl_module) -> dict:
+    """The step sizes after --max_tokens / --tokens_per_step and the device count are applied."""
+    dm = trainer.datamodule
+    sizes = {"resolved.world_size": trainer.world_size, "resolved.max_steps": trainer.max_steps,
+             "resolved.accumulate_grad_batches": trainer.accumulate_grad_batches}
+    if dm is not None and hasattr(dm, "batch_size"):
+        sizes["resolved.tokens_per_step"] = (dm.batch_size * dm.block_size * trainer.world_size
+                                             * trainer.accumulate_grad_batches)
+    return sizes
 
 
 def stage_key(dumped: dict) -> str:
@@ -169,6 +193,7 @@ class LitLLMCLI(LightningCLI):
             "checkpoint.auto_insert_metric_name": False,
         })
         parser.add_lightning_class_args(Throughput, "throughput")
+        parser.add_lightning_class_args(GeneratedSamples, "samples")
         parser.add_class_arguments(WandbOptions, "wandb")
         parser.add_argument("--max_tokens", type=float | None, default=None,
                             help="training budget in tokens; sets trainer.max_steps from the global batch")
@@ -248,7 +273,7 @@ class LitLLMCLI(LightningCLI):
         return trainer
 
     def _instantiate_trainer(self, config, callbacks):
-        callbacks = list(callbacks) + [RunSummary(), FinalValidation(), PredictionWriter()]
+        callbacks = list(callbacks) + [RunSummary(), FinalValidation(), PredictionWriter(), WandbRun()]
         user = config.get("callbacks") or []
         if config.get("enable_progress_bar", True) is not False and not any(
             type(c).__name__.endswith("ProgressBar") for c in user

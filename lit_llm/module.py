@@ -339,6 +339,8 @@ class LanguageModel(L.LightningModule):
         metric.reset()
         self.log(f"{split}/loss", loss.float(), prog_bar=True)
         self.log(f"{split}/ppl", torch.exp(loss).float())
+        # the x-axis of these rows in W&B (and in `lit-llm report`): tokens trained on so far
+        self.log("tokens_seen", torch.tensor(self.tokens_seen, dtype=torch.float64))
         if self.hparams.objective == "masked":
             acc = getattr(self, f"{split}_mlm_acc")
             self.log(f"{split}/mlm_acc", acc.compute().float())

@@ -3,8 +3,8 @@
 A run is a `lightning_logs/version_N/` directory holding `summary.json` (written by every fit), found at
 any depth, so a single root, a sweep directory (`lit-llm sweep`) or a tree of both all work. The page has
 a sortable runs table, loss and perplexity curves against tokens and FLOPs, throughput and MFU over
-training time, the scaling fit of each sweep (`lit_llm.scaling`, reused as is) and the samples that
-`lit-llm predict` wrote. It is written to `DIR/report.html` through a temporary file and a rename; an
+training time, the scaling fit of each sweep (`lit_llm.scaling`, reused as is), the samples generated at
+validation during training (`samples.jsonl`) and those `lit-llm predict` wrote. It is written to `DIR/report.html` through a temporary file and a rename; an
 existing report is replaced only with `--overwrite`.
 
 Why static PNGs: the figures are matplotlib PNGs inlined as base64 `<img>`. matplotlib is already a
@@ -116,8 +116,9 @@ def find_runs(root: Path) -> tuple[list[Run], list[str]]:
 def curves(run: Run) -> dict[str, dict[str, np.ndarray]]:
     """Train and val loss/ppl against tokens and FLOPs, and throughput against tokens.
 
-    Validation rows carry no tokens_seen: a row at `step` s follows s + 1 optimizer steps, so its tokens
-    are interpolated from the training rows (and the run's start and end). metrics.csv has no clock, so
+    Validation rows carry tokens_seen (runs before lit_llm logged it there: a row at `step` s follows
+    s + 1 optimizer steps, so its tokens are interpolated from the training rows and the run's start and
+    end). metrics.csv has no clock, so
     throughput is drawn against tokens seen, the run's progress (rebuilding time from the windows would
     be wrong: a window that spans a validation measures only the steps after it)."""
     fpt = float(run.summary.get("flops_per_token") or 0)
@@ -126,7 +127,8 @@ def curves(run: Run) -> dict[str, dict[str, np.ndarray]]:
     tokens = [0.0] + [r["tokens_seen"] for r in train] + [float(run.summary.get("tokens_seen", 0))]
     order = np.argsort(steps, kind="stable")
     val = [r for r in run.rows if "val/loss" in r]
-    val_tokens = np.interp([r["step"] + 1 for r in val], np.array(steps)[order], np.array(tokens)[order])
+    interpolated = np.interp([r["step"] + 1 for r in val], np.array(steps)[order], np.array(tokens)[order])
+    val_tokens = np.array([r.get("tokens_seen", t) for r, t in zip(val, interpolated)], dtype=float)
     t = np.array([r["tokens_seen"] for r in train])
     timed = [r for r in train if r.get("train/tokens_per_sec", 0) > 0]
     return {

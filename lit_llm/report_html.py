@@ -13,16 +13,48 @@ if TYPE_CHECKING:
     from lit_llm.report import Run
 
 
+def _jsonl(path: Path) -> list[dict]:
+    items = []
+    for line in path.read_text().splitlines():
+        try:
+            item = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a kill
+        if isinstance(item, dict):
+            items.append(item)
+    return items
+
+
+def training_samples(root: Path, path: Path) -> list[str]:
+    """The samples a fit generated at its first and its last validation (samples.jsonl)."""
+    items = _jsonl(path)
+    steps = sorted({item.get("step") for item in items if isinstance(item.get("step"), int)})
+    if not steps:
+        return []
+    parts = [f"<h3>{html.escape(path.parent.relative_to(root).as_posix())}: during training</h3>"]
+    for step in dict.fromkeys((steps[0], steps[-1])):
+        rows = [item for item in items if item.get("step") == step]
+        tokens = rows[0].get("tokens_seen")
+        parts.append(f"<p class=note>After {step:,} steps ({_si(float(tokens or 0))} tokens):</p>")
+        for item in rows:
+            parts.append(f"<div class=sample><b>{html.escape(repr(item.get('prompt', '')))}</b>"
+                         f"<pre>{html.escape(str(item.get('sample', '')))}</pre></div>")
+    if len(steps) > 2:
+        parts.append(f"<p class=note>{len(steps) - 2} validations between them in {html.escape(str(path))}</p>")
+    return parts
+
+
 def samples_section(root: Path, limit: int = 8) -> str:
+    train_files = sorted(root.rglob("samples.jsonl"))
     files = sorted(root.rglob("predictions.jsonl"))
-    if not files:
-        return ("<p class=note>No samples: lit_llm generates no samples during training (none in the CSV, "
-                "none in W&amp;B). <code>lit-llm predict --ckpt_path CKPT --data.prompts FILE</code> writes "
-                "<code>predictions.jsonl</code> in its log directory, which this report shows.</p>")
-    parts = []
+    if not files and not train_files:
+        return ("<p class=note>No samples: none generated during training (<code>--samples.enabled false</code>, "
+                "or runs from before lit_llm wrote <code>samples.jsonl</code>) and none from "
+                "<code>lit-llm predict --ckpt_path CKPT --data.prompts FILE</code> (<code>predictions.jsonl</code>).</p>")
+    parts = [part for path in train_files for part in training_samples(root, path)]
     for path in files:
-        items = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        parts.append(f"<h3>{html.escape(path.parent.relative_to(root).as_posix())}</h3>")
+        items = _jsonl(path)
+        parts.append(f"<h3>{html.escape(path.parent.relative_to(root).as_posix())}: predict</h3>")
         for item in items[:limit]:
             parts.append(f"<div class=sample><b>{html.escape(repr(item.get('prompt', '')))}</b>"
                          f"<pre>{html.escape(str(item.get('completion', '')))}</pre></div>")

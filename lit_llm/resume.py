@@ -118,28 +118,65 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+RESUME_WAIT_ENV = "LIT_LLM_WANDB_RESUME_WAIT"
+
+
+def run_dirs(wandb_dir: Path, run_id: str) -> set[Path]:
+    """W&B's directories of run_id (offline-run-<time>-<id> and run-<time>-<id>) under wandb_dir."""
+    return set(wandb_dir.glob(f"offline-run-*-{run_id}")) | set(wandb_dir.glob(f"run-*-{run_id}"))
+
+
+def holds_run_data(run_dir: Path) -> bool:
+    """Whether a W&B run directory holds anything of the run: a non-empty .wandb file or a run file.
+    (A failed start leaves the directory skeleton and its own debug logs only.)"""
+    if any(p.stat().st_size for p in run_dir.glob("*.wandb")):
+        return True
+    return any(p.is_file() for p in (run_dir / "files").rglob("*"))
+
+
 class ResumableWandbLogger(WandbLogger):
     """WandbLogger that, resuming a run id, waits for a crashed job's W&B service to let go of the id
-    (it lingers a few seconds after its process was killed), then falls back to a new run with a warning."""
+    (it lingers a few seconds after its process was killed), then falls back to a new run with a warning.
+    The wait is bounded: LIT_LLM_WANDB_RESUME_WAIT seconds (default 60) of retries, one every 5 s. Each
+    failed attempt leaves a run directory of the same id without data; those this process created are
+    removed (directories of the id that existed before, or that hold data, are never touched)."""
 
     retry_seconds = 60.0
+    retry_interval = 5.0
 
     @property
     def experiment(self):
         if self._experiment is not None or not self._wandb_init.get("id"):
             return super().experiment
-        deadline = time.monotonic() + self.retry_seconds
+        try:
+            wait = float(os.environ.get(RESUME_WAIT_ENV, self.retry_seconds))
+        except ValueError:
+            raise LitLLMError(f"{RESUME_WAIT_ENV} must be a number of seconds, got "
+                              f"{os.environ[RESUME_WAIT_ENV]!r}") from None
+        deadline = time.monotonic() + wait
+        run_id = self._wandb_init["id"]
+        wandb_dir = Path(self._wandb_init.get("dir") or self.save_dir or ".") / "wandb"
         while True:
+            before = run_dirs(wandb_dir, run_id)
             try:
                 return super().experiment
             except Exception as err:
                 if "in use" not in str(err):
                     raise
-                if time.monotonic() > deadline:
-                    print(f"lit-llm: warning: W&B run {self._wandb_init['id']} is still held by another process; "
-                          "logging to a new W&B run", file=sys.stderr)
+                self._remove_failed_attempts(run_dirs(wandb_dir, run_id) - before)
+                if time.monotonic() >= deadline:
+                    print(f"lit-llm: warning: W&B run {run_id} is still held by another process after {wait:.0f} s "
+                          f"({RESUME_WAIT_ENV}); logging to a new W&B run", file=sys.stderr)
                     self._wandb_init.pop("id")
                     self._wandb_init.pop("resume", None)
                     self._id = None
                     return super().experiment
-                time.sleep(5)  # each failed attempt leaves an empty offline-run directory: try rarely
+                time.sleep(max(0.0, min(self.retry_interval, deadline - time.monotonic())))
+
+    @staticmethod
+    def _remove_failed_attempts(created: set[Path]) -> None:
+        import shutil
+
+        for run_dir in created:
+            if run_dir.is_dir() and not holds_run_data(run_dir):
+                shutil.rmtree(run_dir, ignore_errors=True)

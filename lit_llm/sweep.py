@@ -183,10 +183,13 @@ class SweepRunner:
 
     def command(self, run: dict) -> list[str]:
         cmd = render_command(self.sweep, run["params"])
-        if is_lit_llm(cmd):  # each run in its own root, grouped in W&B by the sweep's name
+        if is_lit_llm(cmd):  # each run in its own root, grouped and tagged in W&B by the sweep's name
             cmd += [f"--trainer.default_root_dir={self.out / run['id']}", f"--wandb.group={self.name}",
-                    f"--wandb.name={self.name}-{run['id']}"]
+                    f"--wandb.name={self.name}-{run['id']}", f"--wandb.tags={json.dumps(self.tags())}"]
         return cmd
+
+    def tags(self) -> list[str]:
+        return [f"sweep:{self.name}", f"method:{self.sweep['method']}"]
 
     def save(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,8 @@
 data checked against the runs' metrics.csv, and the page rendered in headless Chromium."""
 
 import csv
+import dataclasses
+import html
 import json
 import math
 import os
@@ -93,8 +95,12 @@ def test_curves_match_metrics_csv(runs_dir):
     d = curves(run)
     assert d["train"]["tokens"].tolist() == [float(r["tokens_seen"]) for r in train]
     assert d["train"]["loss"].tolist() == [float(r["train/loss"]) for r in train]
-    # validation rows have no tokens_seen: a row at step s comes after s + 1 steps of 4 x 16 tokens
+    # a validation row at step s comes after s + 1 steps of 4 x 16 tokens, and says so
     assert [int(r["step"]) for r in val] == [4, 9, 14, 15]
+    assert [float(r["tokens_seen"]) for r in val] == [(int(r["step"]) + 1) * TOKENS_PER_STEP for r in val]
+    old = dataclasses.replace(run, rows=[{k: v for k, v in r.items() if not ("val/loss" in r and k == "tokens_seen")}
+                                         for r in run.rows])  # a run from before: interpolated from the steps
+    assert curves(old)["val"]["tokens"].tolist() == d["val"]["tokens"].tolist()
     assert d["val"]["tokens"].tolist() == [(int(r["step"]) + 1) * TOKENS_PER_STEP for r in val]
     assert d["val"]["loss"].tolist() == [float(r["val/loss"]) for r in val]
     assert d["val"]["ppl"].tolist() == [float(r["val/ppl"]) for r in val]
@@ -136,7 +142,12 @@ def test_report_sections(runs_dir, tmp_path):
     assert "Evaluations" in page
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)  # nothing fetched: self-contained
     single = write_report(runs_dir / "sweep/run-000", tmp_path / "single").read_text()
-    assert "No scaling fit: no sweep" in single and "No samples" in single
+    assert "No scaling fit: no sweep" in single and "No samples" not in single
+    # the samples generated at validation (samples.jsonl): the first and the last validation's
+    samples = [json.loads(x) for x in (runs_dir / "sweep/run-000/lightning_logs/version_0/samples.jsonl").read_text().splitlines()]
+    assert sorted({s["step"] for s in samples}) == [5, 8] and len(samples) == 2 * 2  # 2 prompts each
+    assert "<h3>lightning_logs/version_0: during training</h3>" in single and "After 8 steps (512 tokens)" in single
+    assert all(html.escape(s["sample"], quote=True) in single for s in samples)
     assert single.count("<tr><td>") == 1
 
 
