@@ -226,6 +226,7 @@ class LitLLMCLI(LightningCLI):
         if diffs:
             raise LitLLMError(f"{path} is of another model ({'; '.join(diffs)}); drop those options to resume it")
         self.config = self.parser.parse_object({sub: {"model": hparams}}, self.config)
+
     def before_instantiate_classes(self) -> None:
         from lit_llm.finetune import apply_init_from
 
@@ -238,24 +239,38 @@ class LitLLMCLI(LightningCLI):
         if checkpoint is not None and checkpoint.dirpath is None:
             # <root>/checkpoints whatever the logger, so `--ckpt_path last` always finds them
             checkpoint.dirpath = os.path.realpath(os.path.join(root, "checkpoints"))
-        max_steps = config.get("max_steps", -1)
-        endless = max_steps == -1 and not config.get("max_time") and not self._get(self.config, "max_tokens")
-        if self.subcommand == "fit" and (max_steps == 0 or max_steps < -1 or endless):
-            raise LitLLMError(f"--trainer.max_steps must be positive, got {max_steps} (the training data is "
-                              "an endless stream: -1 only with --trainer.max_time and --model.lr_decay_steps)")
+        if self.subcommand == "fit":
+            self._check_step_limit(config)
         ensure_writable(root)
         if config.get("logger") in (None, True):
-            resume = None
-            if self.subcommand == "fit":
-                resume = resume_facts(self._get(self.config, "ckpt_path"), checkpoint.dirpath if checkpoint else None)
-            if resume:  # before the logs continue: a checkpoint that cannot be resumed changes nothing
-                data = self._get(self.config_init, "data")
-                self._get(self.config_init, "model").check_compatible(
-                    resume["lit_llm"], (data.prepared.path / "tokenizer.json").read_text())
-            kwargs["logger"] = make_loggers(root, self._get(self.config_init, "wandb"), resume)
+            kwargs["logger"] = make_loggers(root, self._get(self.config_init, "wandb"), self._resume_facts(checkpoint))
         trainer = super().instantiate_trainer(**kwargs)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()  # a crash mid-save keeps the old file
+        self._apply_token_budgets(trainer)
+        return trainer
+
+    def _check_step_limit(self, config: dict) -> None:
+        max_steps = config.get("max_steps", -1)
+        endless = max_steps == -1 and not config.get("max_time") and not self._get(self.config, "max_tokens")
+        if max_steps == 0 or max_steps < -1 or endless:
+            raise LitLLMError(f"--trainer.max_steps must be positive, got {max_steps} (the training data is "
+                              "an endless stream: -1 only with --trainer.max_time and --model.lr_decay_steps)")
+
+    def _resume_facts(self, checkpoint) -> dict | None:
+        """The facts of the checkpoint a fit resumes from, checked against this run before any log continues:
+        a checkpoint that cannot be resumed changes nothing on disk."""
+        if self.subcommand != "fit":
+            return None
+        resume = resume_facts(self._get(self.config, "ckpt_path"), checkpoint.dirpath if checkpoint else None)
+        if resume:
+            data = self._get(self.config_init, "data")
+            self._get(self.config_init, "model").check_compatible(
+                resume["lit_llm"], (data.prepared.path / "tokenizer.json").read_text())
+        return resume
+
+    def _apply_token_budgets(self, trainer) -> None:
+        """--tokens_per_step sets the accumulation, --max_tokens the step count (both need the world size)."""
         data = self._get(self.config_init, "data")
         tokens_per_step = self._get(self.config, "tokens_per_step")
         if tokens_per_step:
@@ -270,7 +285,6 @@ class LitLLMCLI(LightningCLI):
                 raise LitLLMError(f"--max_tokens must be positive, got {max_tokens}")
             per_step = data.batch_size * data.block_size * trainer.world_size * trainer.accumulate_grad_batches
             trainer.fit_loop.epoch_loop.max_steps = max(1, math.ceil(max_tokens / per_step))
-        return trainer
 
     def _instantiate_trainer(self, config, callbacks):
         callbacks = list(callbacks) + [RunSummary(), FinalValidation(), PredictionWriter(), WandbRun()]
