@@ -171,7 +171,7 @@ def resolved_sizes(trainer, pl_module) -> dict:
     dm = trainer.datamodule
     sizes = {"resolved.world_size": trainer.world_size, "resolved.max_steps": trainer.max_steps,
              "resolved.accumulate_grad_batches": trainer.accumulate_grad_batches}
-    if dm is not None and hasattr(dm, "batch_size"):
+    if dm is not None and hasattr(dm, "batch_size") and hasattr(dm, "block_size"):
         sizes["resolved.tokens_per_step"] = (dm.batch_size * dm.block_size * trainer.world_size
                                              * trainer.accumulate_grad_batches)
     return sizes
@@ -263,10 +263,9 @@ class LitLLMCLI(LightningCLI):
         if self.subcommand != "fit":
             return None
         resume = resume_facts(self._get(self.config, "ckpt_path"), checkpoint.dirpath if checkpoint else None)
-        if resume:
-            data = self._get(self.config_init, "data")
-            self._get(self.config_init, "model").check_compatible(
-                resume["lit_llm"], (data.prepared.path / "tokenizer.json").read_text())
+        model, data = self._get(self.config_init, "model"), self._get(self.config_init, "data")
+        if resume and hasattr(model, "check_compatible") and hasattr(data, "prepared"):
+            model.check_compatible(resume["lit_llm"], (data.prepared.path / "tokenizer.json").read_text())
         return resume
 
     def _apply_token_budgets(self, trainer) -> None:
