@@ -20,7 +20,7 @@ import yaml
 from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from lit_llm.callbacks import FinalValidation, PredictionWriter, RunSummary, Throughput
 from lit_llm.checkpointing import AtomicCheckpointIO, RunCheckpoint
@@ -429,6 +429,9 @@ def main(argv: list[str] | None = None) -> int:
             close_process_group(barrier=True)
     except LitLLMError as err:
         print(f"lit-llm: error: {err}", file=sys.stderr)
+        return 2
+    except MisconfigurationException as err:  # e.g. configs/trainer/gpu.yaml on a machine without a GPU
+        print(f"lit-llm: error: {err} (Lightning; check --trainer.accelerator/devices/strategy)", file=sys.stderr)
         return 2
     except SIGTERMException:  # RunCheckpoint saved last.ckpt at the end of the step
         print("lit-llm: stopped by SIGTERM/SIGUSR1 (during training, last.ckpt is saved first: resume with "

@@ -99,6 +99,9 @@ class GeneratedSamples(Callback):
 
         if pl_module.tokenizer_json is None:
             return []
+        if pl_module.hparams.get("objective") == "masked":
+            self._warn("no samples: a masked LM (bidirectional attention) cannot generate text")
+            return []
         tokenizer = pl_module.tokenizer()
         prompts = self.prompts if self.prompts is not None else self.default_prompts(trainer, tokenizer)
         hp = pl_module.hparams

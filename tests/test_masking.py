@@ -97,10 +97,13 @@ def test_masked_val_loss_counts_only_masked_positions(tiny_text, tmp_path):
     assert trainer.validate(model, datamodule=dm, verbose=False)[0]["val/loss"] == pytest.approx(result["val/loss"])
 
 
-def test_masked_fit_learns_and_logs_mlm_metrics(tiny_text, tmp_path):
+def test_masked_fit_learns_and_logs_mlm_metrics(tiny_text, tmp_path, capsys):
     args = fit_args(tiny_text, "runs", 40, "--model.objective", "masked", "--wandb.mode", "disabled")
     args[args.index("--trainer.val_check_interval") + 1] = "20"
     assert main(args) == 0
+    err = capsys.readouterr().err  # validation samples are skipped with one clear warning, not per prompt
+    assert err.count("lit-llm: warning: no samples: a masked LM") == 1 and "sample prompt" not in err
+    assert not (tmp_path / "runs/lightning_logs/version_0/samples.jsonl").exists()
     with open(tmp_path / "runs/lightning_logs/version_0/metrics.csv") as f:
         val = [r for r in csv.DictReader(f) if r["val/loss"]]
     acc = [float(r["val/mlm_acc"]) for r in val]
