@@ -149,6 +149,14 @@ class LoggedConfig(SaveConfigCallback):
     """Saves config.yaml (LightningCLI's) and also logs the whole config, flat (`model.n_layer`), to
     every logger and into the run summary."""
 
+    def setup(self, trainer, pl_module, stage) -> None:
+        config_path = os.path.join(trainer.log_dir or "", self.config_filename)
+        if stage == "fit" and self.config.get("ckpt_path") and os.path.isfile(config_path):
+            # a resumed fit continues this log: keep the config it started with (re-running that file starts
+            # the run afresh; with the resume's --ckpt_path in it, it would resume instead)
+            self.save_to_log_dir = False
+        super().setup(trainer, pl_module, stage)
+
     def save_config(self, trainer, pl_module, stage) -> None:
         dumped = yaml.safe_load(self.parser.dump(self.config, skip_link_targets=False, skip_none=False))
         dumped = dumped.get(stage_key(dumped), dumped)

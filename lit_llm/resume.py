@@ -144,6 +144,11 @@ class ResumableWandbLogger(WandbLogger):
     retry_seconds = 60.0
     retry_interval = 5.0
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self._wandb_init.get("anonymous") is None:  # W&B warns about the setting even when it is None
+            self._wandb_init.pop("anonymous", None)
+
     @property
     def experiment(self):
         if self._experiment is not None or not self._wandb_init.get("id"):

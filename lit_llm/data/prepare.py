@@ -283,13 +283,15 @@ def prepare(cfg: PrepareConfig, cache_dir: Path, out: Path | None = None, log=pr
         out = cache_dir / "prepared" / f"{slug}-{tok_slug}-{key[:12]}"
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(out) + ".lock"):  # other ranks / processes wait, then reuse
+    lock = out.parent / f".{out.name}.lock"  # hidden beside the output: other ranks / processes wait, then reuse
+    with FileLock(str(lock)):
         if out.exists():
             if is_prepared_dir(out) and json.loads((out / "meta.json").read_text()).get("key") == key:
                 return PreparedData.load(out)
             raise LitLLMError(f"{out} exists and holds something else; choose another --out or remove it")
         for stale in out.parent.glob(f".{out.name}.*"):  # left by a killed build; we hold the lock
-            shutil.rmtree(stale, ignore_errors=True)
+            if stale != lock:
+                shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
         try:
             meta = _build(cfg, cache_dir, tmp, key, log)
@@ -368,7 +370,7 @@ def _build(cfg: PrepareConfig, cache_dir: Path, tmp: Path, key: str, log) -> dic
 
 def print_summary(path: Path, meta: dict, log) -> None:
     c, d = meta["cleaning"], meta["dedup"]
-    log(f"prepared {path} in {meta['seconds']['total']:.1f}s")
+    log(f"prepared {path} (built in {meta['seconds']['total']:.1f}s)")
     log(f"  documents {c.get('documents_in', 0):,} in, {c.get('documents_kept', 0):,} kept "
         f"(exact duplicates {d['exact_duplicates']:,}, near duplicates {d['near_duplicates']:,}, "
         f"dropped by filters {sum(v for k, v in c.items() if k.startswith('dropped')):,})")
