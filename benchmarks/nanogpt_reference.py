@@ -21,7 +21,6 @@ import math
 import statistics
 import time
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
