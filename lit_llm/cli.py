@@ -34,6 +34,8 @@ from lit_llm.wandb_run import WandbRun, run_facts
 # noise from Lightning internals that a user cannot act on
 warnings.filterwarnings("ignore", message=".*treespec.*LeafSpec.*")
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+# val/test loss come from a torchmetrics Metric that already sums over ranks: no sync_dist needed
+warnings.filterwarnings("ignore", message=".*sync_dist=True.*when logging on epoch level.*")
 
 TRAINER_DEFAULTS = {
     "default_root_dir": "runs",
