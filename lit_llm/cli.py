@@ -152,12 +152,16 @@ class LoggedConfig(SaveConfigCallback):
     every logger and into the run summary."""
 
     def setup(self, trainer, pl_module, stage) -> None:
-        config_path = os.path.join(trainer.log_dir or "", self.config_filename)
-        if stage == "fit" and self.config.get("ckpt_path") and os.path.isfile(config_path):
-            # a resumed fit continues this log: keep the config it started with (re-running that file starts
-            # the run afresh; with the resume's --ckpt_path in it, it would resume instead)
-            self.save_to_log_dir = False
-        super().setup(trainer, pl_module, stage)
+        ckpt_path = self.config.get("ckpt_path")
+        if stage == "fit" and ckpt_path:
+            # config.yaml re-saved by a resume holds its settings but not the resume pointer: re-running the
+            # file (`--config`) starts the run afresh instead of resuming whatever `last` is by then
+            self.config.ckpt_path = None
+        try:
+            super().setup(trainer, pl_module, stage)
+        finally:
+            if ckpt_path:
+                self.config.ckpt_path = ckpt_path
 
     def save_config(self, trainer, pl_module, stage) -> None:
         dumped = yaml.safe_load(self.parser.dump(self.config, skip_link_targets=False, skip_none=False))
