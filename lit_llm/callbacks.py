@@ -10,7 +10,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter, Callback
+from lightning.pytorch.callbacks import BasePredictionWriter, Callback, RichProgressBar
 from lightning.pytorch.loggers import WandbLogger
 
 # Dense (no sparsity) peak TFLOP/s per device, from the vendors' spec sheets.
@@ -235,3 +235,13 @@ class PredictionWriter(BasePredictionWriter):
                 f.write(json.dumps(item) + "\n")
                 print(f"--- {item['prompt']!r}\n{item['completion']}")
         print(f"wrote {len(predictions)} completions to {out}")
+
+
+class StepProgressBar(RichProgressBar):
+    """Rich progress bar that labels training by steps: a fit is one endless epoch of random windows, so
+    Lightning's "Epoch 0/-2" (max_epochs -1) says nothing."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        limit = self.trainer.max_steps
+        text = f"Training to step {limit}" if limit and limit > 0 else "Training"
+        return f"{text:{len(self.validation_description)}}"

@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
-from lit_llm.callbacks import FinalValidation, PredictionWriter, RunSummary, Throughput
+from lit_llm.callbacks import FinalValidation, PredictionWriter, RunSummary, StepProgressBar, Throughput
 from lit_llm.checkpointing import AtomicCheckpointIO, RunCheckpoint
 from lit_llm.data.datamodule import TextDataModule
 from lit_llm.errors import LitLLMError
@@ -305,7 +304,7 @@ class LitLLMCLI(LightningCLI):
         if config.get("enable_progress_bar", True) is not False and not any(
             type(c).__name__.endswith("ProgressBar") for c in user
         ):
-            callbacks.append(RichProgressBar())
+            callbacks.append(StepProgressBar())
         return super()._instantiate_trainer(config, callbacks)
 
 
