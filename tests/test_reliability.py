@@ -296,3 +296,29 @@ def test_time_based_checkpoints(workspace, tmp_path, monkeypatch):
     assert main(args) == 0
     before_end = [step for step, name in saved if name == "last.ckpt" and step < 12]
     assert len(before_end) >= 3 and len(set(before_end)) == len(before_end), saved
+
+
+@pytest.mark.slow
+def test_ddp_resume_is_exact(reference, tmp_path):
+    """Two ranks (gloo), dropout 0.1: stop at step 6, resume to 12, equal an uninterrupted 12-step run bitwise
+    (every rank's RNG state and the sampler position come back)."""
+    corpus, env, _ = reference
+
+    def ddp(root: Path, steps: int, *extra: str) -> list[str]:
+        return [sys.executable, "-m", "lit_llm", "fit", "--config", str(ROOT / "configs/model/toy.yaml"),
+                "--data.corpus", str(corpus), "--data.tokenizer", "char", "--data.block_size", "16",
+                "--data.batch_size", "2", "--model.dropout", "0.1", "--model.lr_decay_steps", "12",
+                "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+                "--trainer.max_steps", str(steps), "--trainer.val_check_interval", "6",
+                "--trainer.log_every_n_steps", "1", "--trainer.enable_progress_bar", "false",
+                "--trainer.default_root_dir", str(root), "--wandb.mode", "disabled", *extra]
+
+    runs = [ddp(tmp_path / "whole", 12), ddp(tmp_path / "parts", 6), ddp(tmp_path / "parts", 12, "--ckpt_path", "last")]
+    for cmd in runs:
+        run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+        assert run.returncode == 0, run.stderr[-2000:]
+    assert_same_weights(tmp_path / "whole/checkpoints/last.ckpt", tmp_path / "parts/checkpoints/last.ckpt")
+    steps = [int(r["step"]) for r in csv_rows(tmp_path / "parts") if r["train/loss"]]
+    assert steps == list(range(12))
+    whole = [r["train/loss"] for r in csv_rows(tmp_path / "whole") if r["train/loss"]]
+    assert [r["train/loss"] for r in csv_rows(tmp_path / "parts") if r["train/loss"]] == whole
