@@ -194,17 +194,23 @@ def stage_key(dumped: dict) -> str:
     return next((k for k in ("fit", "validate", "test", "predict") if k in dumped), "")
 
 
+def add_checkpoint_arguments(parser, monitor: str, mode: str) -> None:
+    """The forced `--checkpoint.*` callback (RunCheckpoint: atomic, periodic, on signals): last.ckpt plus
+    the best by `monitor`, named after it."""
+    parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
+    parser.set_defaults({
+        "checkpoint.monitor": monitor,
+        "checkpoint.mode": mode,
+        "checkpoint.save_top_k": 1,
+        "checkpoint.save_last": True,
+        "checkpoint.filename": f"best-step{{step:06d}}-{monitor.replace('/', '_')}{{{monitor}:.4f}}",
+        "checkpoint.auto_insert_metric_name": False,
+    })
+
+
 class LitLLMCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
-        parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
-        parser.set_defaults({
-            "checkpoint.monitor": "val/loss",
-            "checkpoint.mode": "min",
-            "checkpoint.save_top_k": 1,
-            "checkpoint.save_last": True,
-            "checkpoint.filename": "best-step{step:06d}-val_loss{val/loss:.4f}",
-            "checkpoint.auto_insert_metric_name": False,
-        })
+        add_checkpoint_arguments(parser, monitor="val/loss", mode="min")
         parser.add_lightning_class_args(Throughput, "throughput")
         parser.add_lightning_class_args(GeneratedSamples, "samples")
         parser.add_class_arguments(WandbOptions, "wandb")

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import warnings
 
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
 from lit_llm.classify.data import ClassificationDataModule
 from lit_llm.classify.module import TextClassifier
-from lit_llm.cli import TRAINER_DEFAULTS, LitLLMCLI, LoggedConfig, WandbOptions
+from lit_llm.cli import TRAINER_DEFAULTS, LitLLMCLI, LoggedConfig, WandbOptions, add_checkpoint_arguments
 
 CLASSIFY_TRAINER_DEFAULTS = {**TRAINER_DEFAULTS, "default_root_dir": "runs/classify", "val_check_interval": 50,
                              "use_distributed_sampler": True}
@@ -27,15 +26,7 @@ class ClassifyCLI(LitLLMCLI):
         return {k: v for k, v in LightningCLI.subcommands().items() if k != "predict"}  # no text output here
 
     def add_arguments_to_parser(self, parser) -> None:
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults({
-            "checkpoint.monitor": "val/acc",
-            "checkpoint.mode": "max",
-            "checkpoint.save_top_k": 1,
-            "checkpoint.save_last": True,
-            "checkpoint.filename": "best-step{step:06d}-val_acc{val/acc:.4f}",
-            "checkpoint.auto_insert_metric_name": False,
-        })
+        add_checkpoint_arguments(parser, monitor="val/acc", mode="max")
         parser.add_class_arguments(WandbOptions, "wandb")
         parser.set_defaults({"wandb.project": "lit-llm-classify"})
         parser.link_arguments("model.checkpoint", "data.checkpoint")  # texts use the checkpoint's tokenizer
