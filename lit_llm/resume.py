@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
@@ -85,6 +86,7 @@ class ResumableCSVLogger(CSVLogger):
         self.resume_step, self.pending_row = resume_step, pending_row
 
     @property
+    @rank_zero_experiment  # as Lightning's CSVLogger: other ranks get a no-op (two ranks rewrote metrics.csv)
     def experiment(self) -> ExperimentWriter:
         if self._experiment is None:
             self._fs.makedirs(self.root_dir, exist_ok=True)
