@@ -83,9 +83,11 @@ def test_kill_during_checkpoint_save_keeps_previous_and_resumes_exactly(referenc
 def test_signal_saves_checkpoint_then_resume_is_exact(reference, tmp_path, signum):
     corpus, env, whole = reference
     root = tmp_path / "preempted"
-    # checkpoints only at the end here, so the one after the signal is the signal's
-    cmd = fit_cmd(corpus, root, "--checkpoint.every_n_train_steps", "0")
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # a save every step, each held 50 ms by the fault hook, paces the run: a toy step alone takes ~5 ms, so
+    # the signal could otherwise land only after the last step (the CSV is polled every 50 ms)
+    cmd = fit_cmd(corpus, root, "--checkpoint.every_n_train_steps", "1")
+    proc = subprocess.Popen(cmd, env={**env, "LIT_LLM_TEST_SAVE_DELAY": "0.05"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
     wait_for_step(root, random.Random().randint(3, 22), proc)
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=300)
