@@ -5,7 +5,7 @@ Trains a base model (or takes --checkpoint), then compares on the same validatio
   pruned X% one-shot  the base model's block Linear weights L1-pruned to X%, no further training
   pruned X%           the base model fine-tuned with GPTPruning (cubic schedule to X% over 3/4 of the steps)
   int8                the baseline with dynamic int8 quantization of every Linear (CPU)
-Pruned models are saved as checkpoints and reloaded through lit_llm.generate.load_checkpoint (a plain GPT),
+Pruned models are saved as checkpoints and reloaded through lit_llm.checkpoints.load_model (a plain GPT),
 so the table also shows that pruned checkpoints load without masks.
 
     python benchmarks/compression.py --corpus ../shared/data/tinyshakespeare.txt
@@ -26,10 +26,10 @@ import torch.nn.utils.prune as prune
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lit_llm.compress import GPTPruning, block_linears, quantize_int8, sparsity, state_dict_mb  # noqa: E402
+from lit_llm.model.quantize import quantize_int8, state_dict_mb
+from lit_llm.training.callbacks.pruning import GPTPruning, block_linears, sparsity  # noqa: E402
 from lit_llm.data.datamodule import TextDataModule  # noqa: E402
-from lit_llm.generate import load_checkpoint  # noqa: E402
-from lit_llm.module import LanguageModel  # noqa: E402
+from lit_llm.training.module import LanguageModel  # noqa: E402
 
 
 def trainer(root: str, steps: int, callbacks=()) -> L.Trainer:
@@ -55,7 +55,7 @@ def generate_seconds(model, prompt_ids: list[int], new_tokens: int, seed: int) -
 def finetune(base_ckpt: str, dm: TextDataModule, steps: int, root: str, amount: float | None) -> str:
     """Fine-tune the base weights for `steps` at a constant low LR, pruning to `amount` if given; save and
     return a checkpoint (plain weights, the zeros in place)."""
-    base, _ = load_checkpoint(base_ckpt)
+    base = LanguageModel.from_checkpoint(base_ckpt)
     hp = {k: v for k, v in base.hparams.items() if not k.startswith("_")}
     lr = hp["min_lr"] if hp.get("min_lr") is not None else hp["lr"] / 10
     module = LanguageModel(**{**hp, "lr": lr, "min_lr": lr, "warmup_steps": 0})
@@ -87,7 +87,7 @@ def main() -> None:
 
     base_ckpt = args.checkpoint
     if base_ckpt is None:  # nanoGPT's CPU baby model on the corpus
-        module = LanguageModel(dm.model_vocab_size, 64, n_layer=4, n_head=4, n_embd=128, lr=1e-3, min_lr=1e-4,
+        module = LanguageModel(dm.prepare_once().vocab_size, 64, n_layer=4, n_head=4, n_embd=128, lr=1e-3, min_lr=1e-4,
                                warmup_steps=100, lr_decay_steps=args.base_steps)
         t0 = time.time()
         t = trainer(root, args.base_steps)
@@ -97,7 +97,7 @@ def main() -> None:
         print(f"base model: {args.base_steps} steps in {time.time() - t0:.0f} s", file=sys.stderr)
 
     rows, models = [], []
-    prompt = dm.prepared.tokens("val")[:16].tolist()
+    prompt = dm.prepare_once().tokens("val")[:16].tolist()
 
     def measure(name: str, module: LanguageModel) -> None:
         layers = block_linears(module.model)
@@ -107,18 +107,18 @@ def main() -> None:
         print(f"measured {name}", file=sys.stderr)
 
     base_tuned = finetune(base_ckpt, dm, args.finetune_steps, root, None)
-    baseline, _ = load_checkpoint(base_tuned)
+    baseline = LanguageModel.from_checkpoint(base_tuned)
     measure("baseline", baseline)
     for amount in amounts:
-        module, _ = load_checkpoint(base_ckpt)
+        module = LanguageModel.from_checkpoint(base_ckpt)
         for layer in block_linears(module.model):
             prune.l1_unstructured(layer, "weight", amount)
             prune.remove(layer, "weight")
         measure(f"pruned {amount:.0%} one-shot", module)
     for amount in amounts:
-        module, _ = load_checkpoint(finetune(base_ckpt, dm, args.finetune_steps, root, amount))
+        module = LanguageModel.from_checkpoint(finetune(base_ckpt, dm, args.finetune_steps, root, amount))
         measure(f"pruned {amount:.0%} + fine-tune", module)
-    int8, _ = load_checkpoint(base_tuned)
+    int8 = LanguageModel.from_checkpoint(base_tuned)
     int8.model = quantize_int8(int8.model)
     measure("int8 (dynamic)", int8)
     # generation speed: rounds over all models in turn (a shared machine's load hits them alike), best round

@@ -98,7 +98,7 @@ def loader_wait(preset_block: int, preset_batch: int, steps: int = 200) -> float
 def step_time(block: int, batch: int, n_layer: int, n_embd: int, steps: int = 20) -> float:
     import torch
 
-    from lit_llm.model import GPT, GPTConfig
+    from lit_llm.model.gpt import GPT, GPTConfig
 
     model = GPT(GPTConfig(vocab_size=4096, block_size=block, n_layer=n_layer, n_head=4, n_embd=n_embd))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)

@@ -133,9 +133,10 @@ def plain_loop(corpus: str, steps: int, seed: int = 1337) -> dict:
     import torch.nn.functional as F
     import yaml
 
-    from lit_llm.data.datamodule import RandomWindows, TextDataModule
-    from lit_llm.model import GPT, GPTConfig
-    from lit_llm.module import lr_at
+    from lit_llm.data.datamodule import TextDataModule
+    from lit_llm.data.samplers import RandomWindows
+    from lit_llm.model.gpt import GPT, GPTConfig
+    from lit_llm.training.optim import lr_at
 
     cfg = yaml.safe_load((REPO / CONFIGS["gpt2-exact"][0]).read_text())
     m, d = cfg["model"], cfg["data"]
@@ -189,7 +190,7 @@ def val_losses(model, prepared, block: int, batch: int, seed: int) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from lit_llm.data.datamodule import IGNORE_INDEX, SequentialWindows
+    from lit_llm.data.samplers import IGNORE_INDEX, SequentialWindows
 
     val = prepared.tokens("val")
     model.eval()

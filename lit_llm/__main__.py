@@ -1,5 +1,5 @@
 import sys
 
-from lit_llm.cli import main
+from lit_llm.cli.main import main
 
 sys.exit(main())

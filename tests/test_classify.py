@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from lit_llm.classify.data import ClassificationDataModule, label_names, split_indices
-from lit_llm.classify.module import TextClassifier, pool
-from lit_llm.classify.synthetic import make_sentiment, write_rows
-from lit_llm.cli import main
+from lit_llm.tasks.classify.data import ClassificationDataModule, label_names, split_indices
+from lit_llm.tasks.classify.module import TextClassifier, pool
+from lit_llm.tasks.classify.synthetic import make_sentiment, write_rows
+from lit_llm.cli.main import main
 
 CONFIG = str(Path(__file__).parents[1] / "configs/classify.yaml")
 

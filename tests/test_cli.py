@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from lit_llm.cli import main
+from lit_llm.cli.main import main
 
 
 def fit_args(corpus: Path, root: str = "runs", steps: int = 12, *extra: str) -> list[str]:
@@ -126,7 +126,7 @@ def test_validate_test_and_predict(trained, tiny_text, tmp_path, capsys):
     prompts.write_text("ROMEO:\nJULIET:\n")
     capsys.readouterr()
     assert main(["predict", "--ckpt_path", ckpt, *data, "--data.prompts", str(prompts),
-                 "--model.sample_max_new_tokens", "10"]) == 0
+                 "--samples.max_new_tokens", "10"]) == 0
     out = capsys.readouterr().out
     assert "ROMEO:" in out and "JULIET:" in out
     written = sorted((tmp_path / "runs").rglob("predictions.jsonl"))

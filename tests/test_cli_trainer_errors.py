@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lit_llm.cli import main
+from lit_llm.cli.main import main
 from tests.test_cli import fit_args
 
 

@@ -9,10 +9,10 @@ import lightning as L
 import pytest
 import torch
 
-from lit_llm.cli import main
-from lit_llm.compress import block_linears, quantize_int8, state_dict_mb, target_sparsity
+from lit_llm.cli.main import main
+from lit_llm.model.quantize import quantize_int8, state_dict_mb
+from lit_llm.training.callbacks.pruning import block_linears, target_sparsity
 from lit_llm.data.datamodule import TextDataModule
-from lit_llm.generate import load_checkpoint
 from tests.test_cli import fit_args
 
 CONFIGS = Path(__file__).parents[1] / "configs"
@@ -27,7 +27,7 @@ def test_cubic_schedule():
 
 
 def zeros_per_layer(ckpt: str) -> tuple[list[float], object]:
-    module, _ = load_checkpoint(ckpt)  # a plain LanguageModel: strict load, no weight_orig / weight_mask
+    module = LanguageModel.from_checkpoint(ckpt)  # a plain LanguageModel: strict load, no weight_orig / weight_mask
     return [float((layer.weight == 0).float().mean()) for layer in block_linears(module.model)], module
 
 
@@ -36,7 +36,7 @@ def test_pruning_reaches_the_requested_sparsity(tiny_text, tmp_path, how):
     if how == "config":  # configs/prune.yaml: 50%, gradual
         extra, amount = ["--config", str(CONFIGS / "prune.yaml")], 0.5
     else:
-        extra, amount = ["--trainer.callbacks+=lit_llm.compress.GPTPruning", "--trainer.callbacks.amount=0.3",
+        extra, amount = ["--trainer.callbacks+=lit_llm.training.callbacks.pruning.GPTPruning", "--trainer.callbacks.amount=0.3",
                          "--trainer.callbacks.schedule=once", "--trainer.callbacks.start_step=5"], 0.3
     assert main(fit_args(tiny_text, "runs", 20, "--wandb.mode", "disabled", *extra)) == 0
     ckpt = torch.load(tmp_path / "runs/checkpoints/last.ckpt", weights_only=True)
@@ -65,7 +65,7 @@ def test_int8_generate_and_perplexity(tiny_text, tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.startswith("ROMEO:") and len(out) > len("ROMEO:") + 10
 
-    module, _ = load_checkpoint(ckpt)
+    module = LanguageModel.from_checkpoint(ckpt)
     dm = TextDataModule(str(tiny_text), "char", block_size=16, batch_size=4, eval_batch_size=32)
     trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_checkpointing=False,
                         enable_model_summary=False, use_distributed_sampler=False, default_root_dir=tmp_path)
@@ -82,12 +82,12 @@ def test_resumed_pruning_keeps_the_zeros(tiny_text, tmp_path):
     """A fit starting from pruned weights (e.g. --ckpt_path of a pruned run) keeps their zeros at zero."""
     import torch.nn.utils.prune as prune
 
-    from lit_llm.compress import GPTPruning, sparsity
-    from lit_llm.module import LanguageModel
+    from lit_llm.training.callbacks.pruning import GPTPruning, sparsity
+    from lit_llm.training.module import LanguageModel
 
     dm = TextDataModule(str(tiny_text), "char", block_size=16, batch_size=4)
     torch.manual_seed(0)
-    module = LanguageModel(dm.model_vocab_size, 16, n_layer=2, n_head=2, n_embd=32, warmup_steps=0)
+    module = LanguageModel(dm.prepare_once().vocab_size, 16, n_layer=2, n_head=2, n_embd=32, warmup_steps=0)
     module.configure_model()
     layers = block_linears(module.model)
     for layer in layers:

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from lit_llm.cli import main
-from lit_llm.convert import Source, checkpoint_dict, read_source
+from lit_llm.cli.main import main
+from lit_llm.cli.convert import Source, checkpoint_dict, read_source
 from lit_llm.data.tokenizer import char_tokenizer
-from lit_llm.generate import load_checkpoint
-from lit_llm.model import GPT, GPTConfig
+from lit_llm.checkpoints import load_model
+from lit_llm.model.gpt import GPT, GPTConfig
 
 transformers = pytest.importorskip("transformers")
 safetensors_torch = pytest.importorskip("safetensors.torch")
@@ -69,14 +69,14 @@ def test_import_hf_gpt2_matches_transformers(tmp_path, tok, capsys, file_format)
     tok.save(str(hf_dir / "tokenizer.json"))
     code, out = run(capsys, "import-hf", hf_dir, "--out", tmp_path / "gpt2.ckpt")
     assert code == 0, out
-    module, tokenizer = load_checkpoint(tmp_path / "gpt2.ckpt")  # as `lit-llm generate` loads it
+    model, tokenizer = load_model(tmp_path / "gpt2.ckpt")  # as `lit-llm generate` loads it
     ids = random_ids(V)
     with torch.no_grad():
-        ours = module.model(ids)
+        ours = model(ids)
     assert (ours - hf_logits(hf, ids)).abs().max() < TOL
     # greedy generation agrees too, and the CLI generates from the imported checkpoint
     prompt = torch.tensor([tokenizer.encode("Speak").ids])
-    ours_gen = module.model.generate(prompt, 12, temperature=0)
+    ours_gen = model.generate(prompt, 12, temperature=0)
     theirs_gen = hf.generate(prompt, max_new_tokens=12, do_sample=False, pad_token_id=0)
     assert ours_gen.tolist() == theirs_gen.tolist()
     assert main(["generate", "--checkpoint", str(tmp_path / "gpt2.ckpt"), "--prompt", "Speak",
@@ -93,7 +93,7 @@ def test_import_reads_gpt2_vocab_and_merges(tmp_path, gpt2_files, capsys):
     for name in ("vocab.json", "merges.txt"):
         shutil.copy(gpt2_files / name, tmp_path / "hf" / name)
     assert run(capsys, "import-hf", tmp_path / "hf", "--out", tmp_path / "gpt2.ckpt")[0] == 0
-    _, tokenizer = load_checkpoint(tmp_path / "gpt2.ckpt")
+    _, tokenizer = load_model(tmp_path / "gpt2.ckpt")
     assert tokenizer.encode("Hello world").ids == [15496, 995]  # GPT-2's ids
     assert tokenizer.token_to_id("<|endoftext|>") == 50256
 
@@ -166,10 +166,10 @@ def test_import_hf_llama_matches_transformers(tmp_path, tok, capsys):
     hf.save_pretrained(tmp_path / "hf")
     tok.save(str(tmp_path / "hf/tokenizer.json"))
     assert run(capsys, "import-hf", tmp_path / "hf", "--out", tmp_path / "llama.ckpt")[0] == 0
-    module, _ = load_checkpoint(tmp_path / "llama.ckpt")
+    model, _ = load_model(tmp_path / "llama.ckpt")
     ids = random_ids(V, n=32)
     with torch.no_grad():
-        assert (module.model(ids) - hf_logits(hf, ids)).abs().max() < TOL
+        assert (model(ids) - hf_logits(hf, ids)).abs().max() < TOL
 
 
 # --- refusals ------------------------------------------------------------------------------------

@@ -3,7 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from lit_llm.data.datamodule import RandomWindows, SequentialWindows, TextDataModule, sample_offsets
+from lit_llm.data.datamodule import TextDataModule
+from lit_llm.data.samplers import RandomWindows, SequentialWindows, sample_offsets
 from lit_llm.data.prepare import PrepareConfig, PreparedData, prepare
 from lit_llm.data.tokenizer import EOS, build_tokenizer
 from lit_llm.errors import LitLLMError

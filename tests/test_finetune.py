@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lit_llm.cli import main
+from lit_llm.cli.main import main
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 QUIET = ["--trainer.enable_progress_bar", "false", "--wandb.mode", "disabled"]
@@ -116,9 +116,9 @@ def test_same_size_tokenizer_with_other_tokens_is_refused(source, corpus_b, tmp_
 def test_fine_tune_from_a_hugging_face_directory(tiny_text, tmp_path):
     """A GPT-2 directory as transformers writes it (here: exported from a lit_llm model) is a source."""
     pytest.importorskip("safetensors")
-    from lit_llm.convert import Source, checkpoint_dict
+    from lit_llm.cli.convert import Source, checkpoint_dict
     from lit_llm.data.tokenizer import char_tokenizer
-    from lit_llm.model import GPT, GPTConfig
+    from lit_llm.model.gpt import GPT, GPTConfig
 
     tok = char_tokenizer([tiny_text.read_text()])
     cfg = GPTConfig(vocab_size=tok.get_vocab_size(), block_size=32, n_layer=2, n_head=2, n_embd=32)

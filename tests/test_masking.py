@@ -6,11 +6,12 @@ import lightning as L
 import pytest
 import torch
 
-from lit_llm.cli import main
+from lit_llm.cli.main import main
 from lit_llm.data.datamodule import TextDataModule
-from lit_llm.masking import IGNORE_INDEX, mask_tokens, seeded_generator
-from lit_llm.model import GPT, GPTConfig
-from lit_llm.module import LanguageModel
+from lit_llm.data.samplers import IGNORE_INDEX
+from lit_llm.training.objectives import mask_tokens, seeded_generator
+from lit_llm.model.gpt import GPT, GPTConfig
+from lit_llm.training.module import LanguageModel
 from tests.test_cli import fit_args
 
 
@@ -66,7 +67,7 @@ def test_masked_val_loss_counts_only_masked_positions(tiny_text, tmp_path):
     T = 32
     dm = TextDataModule(str(tiny_text), "char", block_size=T, batch_size=4, eval_batch_size=16)
     torch.manual_seed(0)
-    model = LanguageModel(vocab_size=dm.model_vocab_size, block_size=T, n_layer=2, n_head=2, n_embd=32,
+    model = LanguageModel(vocab_size=dm.prepare_once().vocab_size, block_size=T, n_layer=2, n_head=2, n_embd=32,
                           objective="masked", mask_seed=5)
     trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_checkpointing=False,
                         enable_model_summary=False, use_distributed_sampler=False, default_root_dir=tmp_path)
@@ -74,7 +75,7 @@ def test_masked_val_loss_counts_only_masked_positions(tiny_text, tmp_path):
 
     # by hand: the same seeded masks, an explicit log-softmax, summed at the selected positions only
     tok = model.tokenizer()
-    mask_id, V = tok.token_to_id("<mask>"), dm.model_vocab_size
+    mask_id, V = tok.token_to_id("<mask>"), dm.prepare_once().vocab_size
     total, count, correct, all_total, all_count = 0.0, 0, 0, 0.0, 0
     with torch.no_grad():
         for batch_idx, batch in enumerate(dm.val_dataloader()):

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lit_llm.model import GPT, GPTConfig, sample_next
+from lit_llm.model.gpt import GPT, GPTConfig, sample_next
 
 MODES = {
     "gpt2": dict(norm="layernorm", pos="learned", mlp="gelu", bias=True, tie_embeddings=True),
@@ -50,7 +50,7 @@ def test_kv_cache_generation_equals_uncached(mode):
 
 def test_kv_cache_logits_match_full_forward():
     model = tiny("modern")
-    from lit_llm.model import KVCache
+    from lit_llm.model.gpt import KVCache
 
     idx = torch.randint(0, 97, (1, 12))
     caches = [KVCache(1, model.config, idx.device, torch.float32) for _ in model.h]
@@ -152,7 +152,7 @@ def test_compiled_model_matches_eager():
 
 
 def test_cpu_peak_measurement_leaves_the_global_rng_alone():
-    from lit_llm.callbacks import measure_cpu_peak_tflops
+    from lit_llm.training.callbacks.throughput import measure_cpu_peak_tflops
 
     torch.manual_seed(0)
     expected = torch.rand(3)
@@ -163,7 +163,7 @@ def test_cpu_peak_measurement_leaves_the_global_rng_alone():
 
 def test_generation_never_samples_padding_mask_or_unknown():
     from lit_llm.data.tokenizer import MASK, PAD, UNK, char_tokenizer
-    from lit_llm.generate import generate_text
+    from lit_llm.model.generation import generate_text
 
     tok = char_tokenizer(["abc"])  # 3 characters + 4 specials: a random model samples specials often
     torch.manual_seed(0)

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from lit_llm.data.datamodule import TextDataModule
-from lit_llm.module import LanguageModel, lr_at
+from lit_llm.training.module import LanguageModel
+from lit_llm.training.optim import lr_at
 
 
 def tiny_model(vocab_size: int, block_size: int = 16, **kw) -> LanguageModel:
@@ -32,10 +33,10 @@ def independent_nll(model: LanguageModel, tokens: np.ndarray, T: int) -> tuple[f
 def test_val_ppl_is_exact_token_weighted_over_whole_split(tiny_text, tmp_path):
     T = 16
     dm = TextDataModule(str(tiny_text), "char", block_size=T, batch_size=4, eval_batch_size=7)
-    val = dm.prepared.tokens("val")
+    val = dm.prepare_once().tokens("val")
     n_windows = math.ceil((len(val) - 1) / T)
     assert n_windows % 7 and (len(val) - 1) % T  # the last batch is short, and so is the last window
-    model = tiny_model(dm.model_vocab_size, T)
+    model = tiny_model(dm.prepare_once().vocab_size, T)
     with torch.no_grad():  # a peaked, non-uniform model, so batches differ in loss
         model.model.wte.weight.mul_(40)
     trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_checkpointing=False,

@@ -11,9 +11,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from lit_llm.cli import main
+from lit_llm.cli.main import main
 from lit_llm.data.clean import CleanConfig, clean_text
-from lit_llm.data.datamodule import TokenStream
+from lit_llm.data.samplers import TokenStream
 from lit_llm.data.dedup import DedupConfig, Deduplicator
 from lit_llm.data.prepare import PrepareConfig, prepare
 from lit_llm.data.tokenizer import EOS
@@ -157,7 +157,7 @@ def test_corpus_weights_steer_sampling(tmp_path):
 
     dm = TextDataModule([str(tmp_path / "a.txt"), str(tmp_path / "b.txt")], "char", block_size=8,
                         batch_size=50, corpus_weights=[0.9, 0.1], val_fraction=0.0)
-    a_id = dm.prepared.tokenizer().token_to_id("a")
+    a_id = dm.prepare_once().tokenizer().token_to_id("a")
     tokens = next(iter(dm.train_dataloader()))["tokens"]
     dm.train_batches_consumed = 1
     tokens = np.concatenate([tokens.numpy(), next(iter(dm.train_dataloader()))["tokens"].numpy()])

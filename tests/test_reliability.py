@@ -14,10 +14,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from lit_llm.cli import main
+from lit_llm.cli.main import main
 from test_resume import ROOT, csv_rows, fit_cmd, wait_for_step
 
 MAX_STEPS = 28
+
+
+def with_slow_saves(cmd: list[str], seconds: float) -> list[str]:
+    """`python -m lit_llm ARGS` -> the same run with every checkpoint write paused halfway (tests/faults.py)."""
+    assert cmd[1:3] == ["-m", "lit_llm"]
+    return [cmd[0], str(Path(__file__).with_name("faults.py")), "--save-delay", str(seconds), "--", *cmd[3:]]
+
+
+def nan_steps(steps: str) -> list[str]:
+    return ["--trainer.callbacks+=faults.NonFiniteGradients", f"--trainer.callbacks.steps={steps}"]
 
 
 def load(path: Path) -> dict:
@@ -48,7 +58,9 @@ def reference(tmp_path_factory):
     base = tmp_path_factory.mktemp("reference")
     corpus = base / "tiny.txt"
     corpus.write_text((SHARED / "tinyshakespeare.txt").read_text()[:30_000])
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "LIT_LLM_CACHE": str(base / "cache")}
+    tests = str(Path(__file__).parent)  # faults.py, for the fault-injecting callback
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LIT_LLM_CACHE": str(base / "cache"),
+           "PYTHONPATH": os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")]))}
     subprocess.run(fit_cmd(corpus, base / "whole"), check=True, capture_output=True, env=env, timeout=600)
     return corpus, env, base / "whole"
 
@@ -58,7 +70,7 @@ def test_kill_during_checkpoint_save_keeps_previous_and_resumes_exactly(referenc
     corpus, env, whole = reference
     root = tmp_path / "killed"
     # every save pauses halfway through writing its temporary file: kill the job inside the second save
-    proc = subprocess.Popen(fit_cmd(corpus, root), env={**env, "LIT_LLM_TEST_SAVE_DELAY": "2"},
+    proc = subprocess.Popen(with_slow_saves(fit_cmd(corpus, root), 2), env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     ckpts, deadline = root / "checkpoints", time.time() + 300
     while not ((ckpts / "last.ckpt").exists() and list(ckpts.glob(".last.ckpt.tmp-*"))):
@@ -86,7 +98,7 @@ def test_signal_saves_checkpoint_then_resume_is_exact(reference, tmp_path, signu
     # a save every step, each held 50 ms by the fault hook, paces the run: a toy step alone takes ~5 ms, so
     # the signal could otherwise land only after the last step (the CSV is polled every 50 ms)
     cmd = fit_cmd(corpus, root, "--checkpoint.every_n_train_steps", "1")
-    proc = subprocess.Popen(cmd, env={**env, "LIT_LLM_TEST_SAVE_DELAY": "0.05"}, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(with_slow_saves(cmd, 0.05), env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     wait_for_step(root, random.Random().randint(3, 22), proc)
     proc.send_signal(signum)
@@ -113,8 +125,8 @@ def guard_cmd(corpus: Path, root: Path, steps: int, *extra: str) -> list[str]:
 def test_non_finite_step_is_skipped_without_touching_the_weights(reference, tmp_path):
     corpus, env, _ = reference
     subprocess.run(guard_cmd(corpus, tmp_path / "five", 5), check=True, capture_output=True, env=env, timeout=300)
-    run = subprocess.run(guard_cmd(corpus, tmp_path / "nan", 6), capture_output=True, text=True, timeout=300,
-                         env={**env, "LIT_LLM_TEST_NAN_STEPS": "5"})
+    run = subprocess.run(guard_cmd(corpus, tmp_path / "nan", 6, *nan_steps("5")), capture_output=True, text=True,
+                         timeout=300, env=env)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "non-finite loss or gradient at step 5: step skipped (1 of at most 3)" in run.stderr
     # the sixth step was skipped: its weights are those after five steps, and Adam's moments too
@@ -131,8 +143,8 @@ def test_repeated_non_finite_steps_stop_with_a_loadable_last_good_checkpoint(ref
     corpus, env, _ = reference
     root = tmp_path / "nan"
     run = subprocess.run(guard_cmd(corpus, root, 20, "--checkpoint.every_n_train_steps", "2",
-                                   "--model.max_nonfinite_skips", "2"),
-                         capture_output=True, text=True, timeout=300, env={**env, "LIT_LLM_TEST_NAN_STEPS": "4+"})
+                                   "--model.max_nonfinite_skips", "2", *nan_steps("4+")),
+                         capture_output=True, text=True, timeout=300, env=env)
     assert run.returncode == 2
     err = [line for line in run.stderr.splitlines() if line.startswith("lit-llm:")]
     assert err[-1].startswith("lit-llm: error: non-finite loss or gradient at step 6 after 2 skipped steps")
@@ -226,7 +238,9 @@ def test_bad_input_gives_one_line_error_and_changes_nothing(case, workspace, cap
 @pytest.mark.slow
 def test_disk_full_during_save_keeps_the_previous_checkpoint(workspace, tmp_path):
     base = workspace
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "LIT_LLM_CACHE": str(base / "cache")}
+    tests = str(Path(__file__).parent)  # faults.py, for the fault-injecting callback
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LIT_LLM_CACHE": str(base / "cache"),
+           "PYTHONPATH": os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")]))}
     root = tmp_path / "full"
     # a first run leaves a checkpoint; the second resumes and hits a file-size limit (EFBIG, like ENOSPC)
     subprocess.run([sys.executable, "-m", "lit_llm", *fit(base, "--trainer.default_root_dir", str(root))],
@@ -282,13 +296,13 @@ def test_secrets_never_reach_run_files(workspace, tmp_path, monkeypatch):
 
 def test_time_based_checkpoints(workspace, tmp_path, monkeypatch):
     """--checkpoint.train_time_interval saves last.ckpt on a clock, with no step trigger and no validation."""
-    import lit_llm.checkpointing as checkpointing
+    from lit_llm.training.checkpointing import AtomicCheckpointIO, RunCheckpoint
 
-    clock = iter(range(10**6))  # a fake monotonic clock: one second per reading
-    monkeypatch.setattr(checkpointing.time, "monotonic", lambda: float(next(clock)))
+    clock = iter(range(10**6))  # RunCheckpoint's clock only: one second per reading
+    monkeypatch.setattr(RunCheckpoint, "clock", staticmethod(lambda: float(next(clock))))
     saved = []
-    original = checkpointing.AtomicCheckpointIO.save_checkpoint
-    monkeypatch.setattr(checkpointing.AtomicCheckpointIO, "save_checkpoint",
+    original = AtomicCheckpointIO.save_checkpoint
+    monkeypatch.setattr(AtomicCheckpointIO, "save_checkpoint",
                         lambda self, ckpt, path, storage_options=None: (saved.append((ckpt["global_step"], Path(path).name)),
                                                                 original(self, ckpt, path, storage_options)))
     monkeypatch.setenv("LIT_LLM_CACHE", str(workspace / "cache"))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from lit_llm.cli import main
+from lit_llm.cli.main import main
 from lit_llm.report import curves, find_runs, table_row, varying_keys, write_report
 from lit_llm.report_html import COLUMNS
 

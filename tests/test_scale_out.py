@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from lit_llm.data.prepare import PrepareConfig, prepare
-from lit_llm.module import LanguageModel
+from lit_llm.training.module import LanguageModel
 
 ROOT = Path(__file__).resolve().parents[1]
 DRIVER = Path(__file__).with_name("ddp_driver.py")
@@ -133,13 +133,13 @@ def test_trainer_presets_parse_and_fsdp_builds_on_cpu():
     out = subprocess.run([sys.executable, "-m", "lit_llm", "fit", "--config", str(ROOT / "configs/trainer/fsdp.yaml"),
                           "--print_config"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "FSDPStrategy" in out.stdout and "lit_llm.model.Block" in out.stdout
+    assert "FSDPStrategy" in out.stdout and "lit_llm.model.gpt.Block" in out.stdout
     spec = yaml.safe_load((ROOT / "configs/trainer/fsdp.yaml").read_text())["trainer"]["strategy"]
     parser = ArgumentParser()
     parser.add_subclass_arguments(Strategy, "strategy")
     strategy = parser.instantiate_classes(parser.parse_object({"strategy": spec})).strategy
     assert isinstance(strategy, FSDPStrategy)
-    from lit_llm.model import Block
+    from lit_llm.model.gpt import Block
 
     assert Block in strategy.kwargs["auto_wrap_policy"]._module_classes  # each Transformer block its own unit
     assert strategy._state_dict_type == "sharded"
@@ -147,7 +147,7 @@ def test_trainer_presets_parse_and_fsdp_builds_on_cpu():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="FSDP needs CUDA: Lightning's FSDPStrategy refuses the CPU")
 def test_fsdp_fit_save_resume_validate_on_gpu(tiny_text, tmp_path):
-    from lit_llm.cli import main
+    from lit_llm.cli.main import main
 
     base = ["--config", str(ROOT / "configs/trainer/fsdp.yaml"), "--config", str(ROOT / "configs/model/toy.yaml"),
             "--data.corpus", str(tiny_text), "--data.tokenizer", "char", "--data.block_size", "32",

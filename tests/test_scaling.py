@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize_scalar
 
-from lit_llm.cli import main
+from lit_llm.cli.main import main
 from lit_llm.scaling import compute_optimal, fit_chinchilla, fit_isoflop, load_points
 
 TRUE = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}  # Hoffmann et al.'s fit

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lit_llm.cli import main
+from lit_llm.cli.main import main
 from lit_llm.errors import LitLLMError
 from lit_llm.sweep import grid_configs, random_config, render_command, sample_value
 
@@ -70,9 +70,9 @@ def test_rendered_command_parses_under_lightning_cli(tiny_text):
               "data.block_size": 32, "max_tokens": 5.0e5, "data.corpus": str(tiny_text), "data.tokenizer": "char"}
     cmd = render_command(sweep, params)
     assert cmd[:5] == ["/usr/bin/env", cmd[1], "-m", "lit_llm", "fit"] and "--model.lr=3e-05" in cmd
-    from lit_llm.cli import LitLLMCLI
+    from lit_llm.cli.lm import LitLLMCLI
     from lit_llm.data.datamodule import TextDataModule
-    from lit_llm.module import LanguageModel
+    from lit_llm.training.module import LanguageModel
 
     cli = LitLLMCLI(LanguageModel, TextDataModule, run=False, args=cmd[5:] + ["--wandb.mode=disabled"],
                     trainer_defaults={"max_steps": 100, "logger": False})

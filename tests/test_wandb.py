@@ -14,11 +14,12 @@ import torch
 import wandb
 import yaml
 
-from lit_llm.cli import WandbOptions, main, make_loggers
-from lit_llm.resume import RESUME_WAIT_ENV, ResumableWandbLogger
-from lit_llm.samples import GeneratedSamples
+from lit_llm.cli.main import main
+from lit_llm.training.loggers import WandbOptions, make_loggers
+from lit_llm.training.loggers import RESUME_WAIT_ENV, ResumableWandbLogger
+from lit_llm.training.callbacks.samples import GeneratedSamples
 from lit_llm.sweep import SweepRunner
-from lit_llm.wandb_run import TOKEN_AXIS_METRICS
+from lit_llm.training.loggers import TOKEN_AXIS_METRICS
 from test_cli import fit_args, read_csv
 
 PROMPTS = ["ROMEO:", "JULIET:"]
@@ -154,7 +155,7 @@ def test_resumed_fit_replaces_samples_written_after_its_checkpoint(tmp_path):
 def test_log_model_and_tags_reach_the_logger(capsys, tmp_path, monkeypatch):
     offline = make_loggers(str(tmp_path), WandbOptions(mode="offline", log_model=True, tags=["x"]))[1]
     assert offline._log_model is False and "needs W&B online" in capsys.readouterr().err
-    monkeypatch.setattr("lit_llm.cli.resolve_wandb_mode", lambda mode: "online")
+    monkeypatch.setattr("lit_llm.training.loggers.resolve_wandb_mode", lambda mode: "online")
     online = make_loggers(str(tmp_path), WandbOptions(log_model="all", group="g", tags=["x"]))[1]
     assert online._log_model == "all" and online._wandb_init["tags"] == ["x"] and online._wandb_init["group"] == "g"
 

@@ -1,131 +1,19 @@
-"""LightningDataModule over prepared token shards.
-
-Training batches are (B, T+1) windows at pseudo-random offsets. Sample g of the run starts at
-hash(seed, g) mod (N - T), and rank r's k-th micro-batch holds samples [(k*W + r)*B, (k*W + r + 1)*B)
-for world size W. So ranks read disjoint samples, the global batches are the same whatever W is (for a
-fixed micro-batch B), and resuming needs only k, which the DataModule saves in the checkpoint.
-
-Validation and test batches cover their split exactly once: consecutive windows of T targets, the
-last one shorter and padded with target -1, dealt round-robin to ranks without padding or repeats.
-"""
+"""LightningDataModule over prepared token shards: `prepare_data` builds (or finds) them, the loaders
+read them through the samplers in samplers.py, and `state_dict` holds the resume point."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import lightning as L
-import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
+from torch.utils.data import DataLoader
 
 from lit_llm.data.clean import CleanConfig
 from lit_llm.data.corpus import default_cache_dir
 from lit_llm.data.dedup import DedupConfig
 from lit_llm.data.prepare import PrepareConfig, PreparedData, prepare
+from lit_llm.data.samplers import RandomWindows, SequentialWindows, TokenStream
 from lit_llm.errors import LitLLMError
-
-IGNORE_INDEX = -1
-
-
-def sample_offsets(seed: int, sample_ids: np.ndarray, n_starts: int) -> np.ndarray:
-    """splitmix64(seed, g) mod n_starts: a stateless, seekable stream of window offsets."""
-    with np.errstate(over="ignore"):
-        z = sample_ids.astype(np.uint64) + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
-    return (z % np.uint64(n_starts)).astype(np.int64)
-
-
-class TokenStream:
-    """A split's shards read as one sequence of tokens (windows may cross shard boundaries)."""
-
-    def __init__(self, shards: list[np.ndarray]) -> None:
-        self.shards = [s for s in shards if len(s)]
-        self.ends = np.cumsum([len(s) for s in self.shards], dtype=np.int64)
-
-    def __len__(self) -> int:
-        return int(self.ends[-1]) if len(self.ends) else 0
-
-    def read(self, start: int, n: int) -> np.ndarray:
-        if len(self.shards) == 1:
-            return self.shards[0][start : start + n]
-        parts, i = [], int(np.searchsorted(self.ends, start, side="right"))
-        while n > 0 and i < len(self.shards):
-            local = start - (int(self.ends[i - 1]) if i else 0)
-            part = self.shards[i][local : local + n]
-            parts.append(part)
-            n, start, i = n - len(part), start + len(part), i + 1
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-
-    def gather(self, starts: np.ndarray, n: int) -> np.ndarray:
-        """(len(starts), n) windows; one fancy-indexing read when the split is a single shard."""
-        if len(self.shards) == 1:
-            return self.shards[0][starts[:, None] + np.arange(n)]
-        return np.stack([self.read(int(s), n) for s in starts])
-
-
-class RandomWindows(IterableDataset):
-    """Endless per-rank micro-batches {"tokens": (B, T+1) int64, "sample_ids": (B,), "index": k} from
-    micro-batch `start` on. With segments (token ranges of sources) and weights, each sample first draws
-    its source by weight, then a window inside it."""
-
-    def __init__(self, tokens: TokenStream | np.ndarray, block_size: int, batch_size: int, seed: int,
-                 rank: int = 0, world_size: int = 1, start: int = 0,
-                 segments: list[tuple[int, int]] | None = None, weights: list[float] | None = None) -> None:
-        self.tokens = tokens if isinstance(tokens, TokenStream) else TokenStream([tokens])
-        self.T, self.B, self.seed = block_size, batch_size, seed
-        self.rank, self.world_size, self.start = rank, world_size, start
-        segments = segments or [(0, len(self.tokens))]
-        keep = [i for i, (a, b) in enumerate(segments) if b - a > block_size]  # a window needs T+1 tokens
-        self.segments = np.array([segments[i] for i in keep], dtype=np.int64)
-        w = np.array([weights[i] for i in keep] if weights else [b - a for a, b in self.segments], dtype=np.float64)
-        self.cum_weights = np.cumsum(w / w.sum())
-
-    def batch(self, k: int) -> dict[str, torch.Tensor]:
-        m = k * self.world_size + self.rank  # global micro-batch index
-        ids = np.arange(m * self.B, (m + 1) * self.B, dtype=np.int64)
-        if len(self.segments) == 1:
-            seg = np.zeros(len(ids), dtype=np.int64)
-        else:  # a second, independent hash stream picks the source
-            u = sample_offsets(self.seed ^ 0x5EED, ids, 2**53) / 2**53
-            seg = np.minimum(np.searchsorted(self.cum_weights, u, side="right"), len(self.segments) - 1)
-        a, b = self.segments[seg, 0], self.segments[seg, 1]
-        offsets = a + sample_offsets(self.seed, ids, 2**62) % (b - a - self.T)
-        windows = self.tokens.gather(offsets, self.T + 1)
-        return {"tokens": torch.from_numpy(windows.astype(np.int64)), "sample_ids": torch.from_numpy(ids),
-                "index": torch.tensor(k)}
-
-    def __iter__(self):
-        info = get_worker_info()
-        k = self.start + (info.id if info else 0)
-        step = info.num_workers if info else 1  # the loader takes workers round-robin: order is kept
-        while True:
-            yield self.batch(k)
-            k += step
-
-
-class SequentialWindows(Dataset):
-    """Windows [i*T, i*T + T + 1) over a split, i = rank, rank + W, ...; the last window may be short."""
-
-    def __init__(self, tokens: TokenStream | np.ndarray, block_size: int, rank: int = 0, world_size: int = 1) -> None:
-        self.tokens = tokens if isinstance(tokens, TokenStream) else TokenStream([tokens])
-        self.T = block_size
-        n_windows = max(0, -(-(len(self.tokens) - 1) // block_size))  # ceil((N-1)/T): every token but the first
-        self.windows = list(range(rank, n_windows, world_size))
-
-    def __len__(self) -> int:
-        return len(self.windows)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        start = self.windows[i] * self.T
-        chunk = torch.from_numpy(self.tokens.read(start, self.T + 1).astype(np.int64))
-        x = torch.zeros(self.T, dtype=torch.int64)
-        y = torch.full((self.T,), IGNORE_INDEX, dtype=torch.int64)
-        n = len(chunk) - 1
-        x[:n], y[:n] = chunk[:-1], chunk[1:]
-        return {"input": x, "target": y}
-
 
 class TextDataModule(L.LightningDataModule):
     def __init__(
@@ -192,27 +80,22 @@ class TextDataModule(L.LightningDataModule):
         self._prepared: PreparedData | None = None
         self.train_batches_consumed = 0  # per-rank micro-batches already trained on (resume point)
 
-    @property
-    def prepared(self) -> PreparedData:
-        """The prepared data, built on first use (a file lock makes concurrent ranks build it once)."""
+    def prepare_once(self) -> PreparedData:
+        """The prepared data: cleans, tokenizes and shards the corpus on the first call (a file lock makes
+        concurrent ranks build it once), then reuses it."""
         if self._prepared is None:
             self._prepared = prepare(self.prepare_config, self.cache_dir)
         return self._prepared
 
-    @property
-    def model_vocab_size(self) -> int:
-        """The tokenizer's vocabulary size, linked to --model.vocab_size."""
-        return self.prepared.vocab_size
-
     def prepare_data(self) -> None:
-        self.prepared  # noqa: B018 (builds the cache)
+        self.prepare_once()
 
     def _rank_world(self) -> tuple[int, int]:
         trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def stream(self, split: str) -> TokenStream:
-        return TokenStream(self.prepared.shards(split))
+        return TokenStream(self.prepare_once().shards(split))
 
     def setup(self, stage: str) -> None:
         train = self.stream("train")
@@ -226,7 +109,7 @@ class TextDataModule(L.LightningDataModule):
         rank, world = self._rank_world()
         segments, weights = None, None
         if self.corpus_weights is not None:
-            sources = {s["corpus"]: (s["start"], s["end"]) for s in self.prepared.meta["splits"]["train"]["sources"]}
+            sources = {s["corpus"]: (s["start"], s["end"]) for s in self.prepare_once().meta["splits"]["train"]["sources"]}
             names = self.prepare_config.corpus
             segments = [sources.get(c, (0, 0)) for c in names]
             weights = self.corpus_weights
@@ -270,6 +153,7 @@ class TextDataModule(L.LightningDataModule):
         return batch
 
     def state_dict(self) -> dict:
+        """The data position: per-rank micro-batches consumed (the sampler is stateless given it)."""
         return {"train_batches_consumed": self.train_batches_consumed}
 
     def load_state_dict(self, state_dict: dict) -> None:

@@ -29,6 +29,7 @@ from tokenizers import Tokenizer
 from lit_llm.data.clean import CleanConfig, clean_text
 from lit_llm.data.corpus import iter_source, source_fingerprint
 from lit_llm.data.dedup import DedupConfig, Deduplicator
+from lit_llm.data.progress import Progress
 from lit_llm.data.tokenizer import build_tokenizer, eos_id, tokenizer_spec_key
 from lit_llm.errors import LitLLMError
 
@@ -304,7 +305,6 @@ def prepare(cfg: PrepareConfig, cache_dir: Path, out: Path | None = None, log=pr
 
 
 def _build(cfg: PrepareConfig, cache_dir: Path, tmp: Path, key: str, log) -> dict:
-    from lit_llm.data.progress import Progress
 
     start = time.perf_counter()
     with Progress("scan", log) as bar:

@@ -6,12 +6,14 @@ to --data.vocab_size), "gpt2" (GPT-2's vocab.json + merges.txt), or a path to a 
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterable
 from pathlib import Path
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from lit_llm.data.corpus import default_cache_dir
 from lit_llm.errors import LitLLMError
 
 EOS = "<|endoftext|>"
@@ -52,7 +54,6 @@ def bpe_tokenizer(texts: Iterable[str], vocab_size: int) -> Tokenizer:
 
 def gpt2_dir() -> Path | None:
     """Where GPT-2's vocab.json and merges.txt are: $LIT_LLM_GPT2_DIR, else the lit_llm cache."""
-    from lit_llm.data.corpus import default_cache_dir
 
     for candidate in (os.environ.get("LIT_LLM_GPT2_DIR"), default_cache_dir() / "gpt2"):
         if candidate and (Path(candidate) / "vocab.json").exists() and (Path(candidate) / "merges.txt").exists():
@@ -115,7 +116,6 @@ def tokenizer_spec_key(spec: str) -> str:
     """What identifies a tokenizer spec in the cache key: file contents for paths, else the name."""
     path = Path(spec).expanduser()
     if path.is_file():
-        import hashlib
 
         return "file:" + hashlib.sha256(path.read_bytes()).hexdigest()
     return spec

@@ -12,13 +12,14 @@ rmsnorm + rope + swiglu, no bias.
 
 Attention is PyTorch's scaled_dot_product_attention (flash / memory-efficient kernels where the
 device has them). Weights are created in `__init__` and initialised by `init_weights()`, so the
-model can be built on the meta device and materialised later (FSDP). Generation uses a KV cache.
+model can be built on the meta device and materialised later (FSDP). `GPT.generate` samples with a
+KV cache; model/generation.py turns text into ids and back around it.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Literal
 
 import torch
@@ -63,6 +64,11 @@ class GPTConfig:
     @property
     def head_size(self) -> int:
         return self.n_embd // self.n_head
+
+
+# What a model's weights and function depend on, so checkpoints, fine-tuning sources and the CLI compare
+# these (dropout is a training setting; norm_eps and causal are fixed by the objective and mode).
+ARCH_FIELDS = tuple(f.name for f in fields(GPTConfig) if f.name not in ("dropout", "norm_eps", "causal"))
 
 
 class Linear(nn.Linear):
@@ -278,7 +284,6 @@ class GPT(nn.Module):
             else:
                 x = block(x, rope, caches[i] if caches is not None else None, pos)
         return self.ln_f(x)
-
     @torch.no_grad()
     def generate(
         self,

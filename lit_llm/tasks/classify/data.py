@@ -19,6 +19,7 @@ import torch
 from tokenizers import Tokenizer
 from torch.utils.data import DataLoader
 
+from lit_llm.checkpoints import read_lm_checkpoint
 from lit_llm.data.tokenizer import PAD, build_tokenizer, eos_id
 from lit_llm.errors import LitLLMError
 
@@ -62,18 +63,9 @@ def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int) 
     return {"test": order[:n_test], "val": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
 
 
-def read_checkpoint(path: str) -> dict:
-    if not Path(path).is_file():
-        raise LitLLMError(f"checkpoint {path} not found")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as err:
-        raise LitLLMError(f"cannot read checkpoint {path} ({err.__class__.__name__}); is it truncated?") from None
-
-
 def checkpoint_tokenizer(path: str) -> tuple[Tokenizer, int]:
     """The tokenizer and block size of a lit_llm LM checkpoint, without building its model."""
-    ckpt = read_checkpoint(path)
+    ckpt = read_lm_checkpoint(path)
     tokenizer_json = ckpt.get("lit_llm", {}).get("tokenizer_json")
     if tokenizer_json is None:
         raise LitLLMError(f"{path} carries no tokenizer: is it a lit_llm language-model checkpoint?")
@@ -177,24 +169,20 @@ class ClassificationDataModule(L.LightningDataModule):
                          for split, idx in self.indices.items()}
         self._loaded = True
 
-    # --- facts linked to the model -------------------------------------------------------------
-    @property
+    # --- facts linked to the model (each loads the data on first use) -----------------------------
     def label_list(self) -> list[str]:
         """The label names in id order, linked to --model.labels."""
         self.load()
         return self.labels
 
-    @property
     def model_vocab_size(self) -> int:
         self.load()
         return self.tokenizer.get_vocab_size()
 
-    @property
     def model_block_size(self) -> int:
         self.load()
         return self.max_length
 
-    @property
     def tokenizer_json(self) -> str:
         self.load()
         return self.tokenizer.to_str()

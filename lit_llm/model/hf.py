@@ -20,9 +20,11 @@ import json
 from pathlib import Path
 
 import torch
+from tokenizers import Tokenizer
 
+from lit_llm.data.tokenizer import EOS, PAD, UNK, gpt2_tokenizer
 from lit_llm.errors import LitLLMError
-from lit_llm.model import GPTConfig
+from lit_llm.model.gpt import GPTConfig
 
 GPT2_GELUS = ("gelu_new", "gelu_pytorch_tanh")  # both are the tanh approximation GPT-2 used
 NORM_EPS = 1e-5  # LanguageModel builds every norm with GPTConfig's default eps
@@ -254,18 +256,12 @@ def read_hf_tokenizer(directory: Path) -> str | None:
     if (directory / "tokenizer.json").is_file():
         return (directory / "tokenizer.json").read_text()
     if (directory / "vocab.json").is_file() and (directory / "merges.txt").is_file():
-        from lit_llm.data.tokenizer import gpt2_tokenizer
-
         return gpt2_tokenizer(directory).to_str()
     return None
 
 
 def tokenizer_config(tokenizer_json: str, block_size: int) -> dict:
     """tokenizer_config.json for transformers' PreTrainedTokenizerFast over our tokenizer.json."""
-    from tokenizers import Tokenizer
-
-    from lit_llm.data.tokenizer import EOS, PAD, UNK
-
     vocab = Tokenizer.from_str(tokenizer_json).get_vocab(with_added_tokens=True)
     config = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": block_size,
               "clean_up_tokenization_spaces": False}  # HF's cleanup would change our decoded text
@@ -282,10 +278,6 @@ def write_hf_dir(out: Path, cfg: GPTConfig, sd: dict[str, torch.Tensor], tokeniz
     arch = hf_architecture(cfg)
     eos_id = None
     if tokenizer_json is not None:
-        from tokenizers import Tokenizer
-
-        from lit_llm.data.tokenizer import EOS
-
         eos_id = Tokenizer.from_str(tokenizer_json).token_to_id(EOS)
     config = gpt2_config(cfg, eos_id) if arch == "gpt2" else llama_config(cfg, eos_id)
     weights = (to_gpt2_weights if arch == "gpt2" else to_llama_weights)(sd, cfg)

@@ -22,10 +22,11 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from lit_llm.callbacks import should_log
+from lit_llm.checkpoints import gpt_state_dict, read_lm_checkpoint
 from lit_llm.errors import LitLLMError
-from lit_llm.model import GPT, GPTConfig
-from lit_llm.module import lr_at
+from lit_llm.model.gpt import GPT, GPTConfig
+from lit_llm.training.lightning_internals import should_log, trainer_or_none
+from lit_llm.training.optim import adamw_with_schedule
 
 
 def pool(h: torch.Tensor, lengths: torch.Tensor, how: str) -> torch.Tensor:
@@ -40,16 +41,9 @@ def load_gpt(path: str) -> GPT:
     """The GPT of a lit_llm LM checkpoint (plain tensors only). Built directly rather than through a
     LanguageModel: a LightningModule created inside LightningCLI's instantiation would take the outer
     module's hyper-parameters."""
-    from lit_llm.classify.data import read_checkpoint
-
-    ckpt = read_checkpoint(path)
-    config = ckpt.get("lit_llm", {}).get("model_config")
-    if config is None:
-        raise LitLLMError(f"{path} is not a lit_llm language-model checkpoint (no model_config)")
-    model = GPT(GPTConfig(**config))
-    prefix = "model."
-    state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
-    model.load_state_dict(state)
+    ckpt = read_lm_checkpoint(path)
+    model = GPT(GPTConfig(**ckpt["lit_llm"]["model_config"]))
+    model.load_state_dict(gpt_state_dict(ckpt))
     return model
 
 
@@ -132,11 +126,11 @@ class TextClassifier(L.LightningModule):
         return self
 
     def setup(self, stage: str) -> None:
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if dm is not None and hasattr(dm, "label_list"):
-            if dm.label_list != list(self.hparams.labels):
-                raise LitLLMError(f"the data's labels {dm.label_list} differ from the model's {self.hparams.labels}")
-            self.tokenizer_json = dm.tokenizer_json
+        dm = getattr(trainer_or_none(self), "datamodule", None)
+        if hasattr(dm, "label_list"):
+            if dm.label_list() != list(self.hparams.labels):
+                raise LitLLMError(f"the data's labels {dm.label_list()} differ from the model's {self.hparams.labels}")
+            self.tokenizer_json = dm.tokenizer_json()
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["lit_llm_classifier"] = {"tokenizer_json": self.tokenizer_json, "labels": list(self.hparams.labels)}
@@ -190,14 +184,7 @@ class TextClassifier(L.LightningModule):
     # --- optimization --------------------------------------------------------------------------
     def configure_optimizers(self):
         hp = self.hparams
-        params = [p for p in self.parameters() if p.requires_grad]
-        groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": hp.weight_decay},
-                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-        optimizer = torch.optim.AdamW(groups, lr=hp.lr)
-        steps = self.trainer.max_steps if self.trainer.max_steps > 0 else int(self.trainer.estimated_stepping_batches)
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: lr_at(step, hp.lr, hp.lr / 10, hp.warmup_steps, steps) / hp.lr)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        return adamw_with_schedule(self, hp.lr, hp.weight_decay, hp.warmup_steps)
 
     # --- accounting (the run summary) ----------------------------------------------------------
     def num_params(self, non_embedding: bool = True) -> int:

@@ -1,11 +1,10 @@
-"""Model files in and out: lit_llm checkpoints, Hugging Face directories, safetensors.
+"""Convert models to and from other formats: Hugging Face directories, safetensors.
 
   lit-llm convert import-hf HF_DIR --out CKPT            HF GPT-2 (or Llama) -> a lit_llm checkpoint
   lit-llm convert export-hf CKPT --out DIR               -> GPT2LMHeadModel / LlamaForCausalLM + tokenizer
   lit-llm convert export-safetensors CKPT --out FILE     weights + metadata (model config, tokenizer)
 
-`read_source` reads any of these (config, weights, tokenizer) for `--model.init_from`. Every file is read
-as plain tensors and strings: torch.load(weights_only=True) or safetensors, never an arbitrary pickle.
+Every file is read through lit_llm.checkpoints (plain tensors and strings, never an arbitrary pickle).
 Nothing is overwritten: each command writes a temporary sibling and renames it into place.
 """
 
@@ -14,80 +13,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
+import lightning
 import torch
+from jsonargparse import ArgumentParser
+from tokenizers import Tokenizer
 
+from lit_llm.checkpoints import META_CONFIG, META_TOKENIZER, Source, read_source
+from lit_llm.data.tokenizer import build_tokenizer
 from lit_llm.errors import LitLLMError
-from lit_llm.hf import is_hf_dir, need_safetensors, read_hf_config, read_hf_model, read_hf_tokenizer, write_hf_dir
-from lit_llm.model import GPT, GPTConfig
-
-# the LanguageModel init args that fix the network's shape and function (GPTConfig fields of the same name)
-ARCH_ARGS = ("n_layer", "n_head", "n_embd", "n_ff", "norm", "pos", "mlp", "bias", "tie_embeddings", "rope_theta")
-META_CONFIG, META_TOKENIZER = "lit_llm.model_config", "lit_llm.tokenizer_json"
-
-
-@dataclass
-class Source:
-    """A model to start from or convert: its config, weights (GPT's own keys) and tokenizer.json text."""
-
-    path: Path
-    kind: str  # lit_llm | hf-gpt2 | hf-llama | safetensors
-    config: GPTConfig
-    tokenizer_json: str | None
-    state_dict: dict[str, torch.Tensor] | None = None  # None when read with weights=False
-
-
-def read_source(path: str | Path, weights: bool = True) -> Source:
-    """A lit_llm .ckpt, a Hugging Face model directory, or a .safetensors file from export-safetensors."""
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise LitLLMError(f"{path} not found (expected a lit_llm .ckpt, a Hugging Face model directory or a "
-                          ".safetensors file)")
-    if path.is_dir():
-        if not is_hf_dir(path):
-            raise LitLLMError(f"{path} is a directory without config.json, not a Hugging Face model directory")
-        if weights:
-            cfg, sd = read_hf_model(path)
-        else:
-            cfg, sd = read_hf_config(path), None
-        return Source(path, f"hf-{'gpt2' if cfg.norm == 'layernorm' else 'llama'}", cfg, read_hf_tokenizer(path), sd)
-    if path.suffix == ".safetensors":
-        return read_safetensors(path, weights)
-    return read_checkpoint(path)
-
-
-def read_checkpoint(path: Path) -> Source:
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as err:
-        raise LitLLMError(f"cannot read checkpoint {path} ({err.__class__.__name__}); is it a lit_llm .ckpt?") from None
-    extra = ckpt.get("lit_llm") if isinstance(ckpt, dict) else None
-    if not extra or "model_config" not in extra or "state_dict" not in ckpt:
-        raise LitLLMError(f"{path} is not a lit_llm checkpoint (no state_dict / lit_llm model_config)")
-    sd = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-    return Source(path, "lit_llm", GPTConfig(**extra["model_config"]), extra.get("tokenizer_json"), sd)
-
-
-def read_safetensors(path: Path, weights: bool) -> Source:
-    st = need_safetensors()
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception as err:
-        raise LitLLMError(f"cannot read {path} as safetensors ({err.__class__.__name__})") from None
-    if META_CONFIG not in meta:
-        raise LitLLMError(f"{path} has no {META_CONFIG} metadata: not written by `lit-llm convert export-safetensors`")
-    cfg = GPTConfig(**json.loads(meta[META_CONFIG]))
-    sd = None
-    if weights:
-        sd = st.load_file(str(path))
-        if cfg.tie_embeddings:
-            sd["lm_head.weight"] = sd["wte.weight"]
-    return Source(path, "safetensors", cfg, meta.get(META_TOKENIZER), sd)
+from lit_llm.model.gpt import ARCH_FIELDS, GPT, GPTConfig
+from lit_llm.model.hf import is_hf_dir, need_safetensors, read_hf_tokenizer, write_hf_dir
 
 
 def checked_state_dict(cfg: GPTConfig, sd: dict[str, torch.Tensor], where: str) -> dict[str, torch.Tensor]:
@@ -104,17 +42,14 @@ def checked_state_dict(cfg: GPTConfig, sd: dict[str, torch.Tensor], where: str) 
 
 def checkpoint_dict(source: Source) -> dict:
     """A lit_llm checkpoint (what `generate`, `--model.init_from` and `--ckpt_path` read) for a source."""
-    import lightning
-
     cfg = source.config
-    hparams = {name: getattr(cfg, name) for name in ("vocab_size", "block_size", *ARCH_ARGS)}
+    hparams = {name: getattr(cfg, name) for name in ARCH_FIELDS}
     state = checked_state_dict(cfg, source.state_dict, str(source.path))
     return {
         "state_dict": {f"model.{k}": v for k, v in state.items()},
         "hyper_parameters": hparams,
         "lit_llm": {"tokenizer_json": source.tokenizer_json, "data_meta_json": "{}", "model_config": asdict(cfg),
-                    "tokens_seen": 0, "rng": None, "run": {}, "pending_row": None,
-                    "imported_from": f"{source.kind}:{source.path}"},
+                    "tokens_seen": 0, "imported_from": f"{source.kind}:{source.path}"},
         "pytorch-lightning_version": lightning.__version__, "epoch": 0, "global_step": 0,
     }
 
@@ -143,16 +78,12 @@ def write_new(out: Path, write) -> None:
 
 def tokenizer_for_import(directory: Path, spec: str | None, vocab_size: int) -> str:
     if spec:
-        from lit_llm.data.tokenizer import build_tokenizer
-
         text = build_tokenizer(spec, 0, []).to_str()
     else:
         text = read_hf_tokenizer(directory)
         if text is None:
             raise LitLLMError(f"{directory} has no tokenizer.json (or vocab.json + merges.txt); give one with "
                               "--tokenizer PATH (or gpt2)")
-    from tokenizers import Tokenizer
-
     size = Tokenizer.from_str(text).get_vocab_size()
     if size > vocab_size:
         raise LitLLMError(f"the tokenizer has {size} tokens but the model only {vocab_size}: not this model's tokenizer")
@@ -195,9 +126,7 @@ def export_safetensors(ckpt: str, out: str) -> None:
     write_new(out_path, lambda tmp: save_file({k: v.contiguous() for k, v in sd.items()}, str(tmp), metadata))
 
 
-def convert_main(args: list[str]) -> None:
-    from jsonargparse import ArgumentParser
-
+def main(args: list[str]) -> None:
     parser = ArgumentParser(prog="lit-llm convert", description="Convert models to and from other formats.")
     commands = parser.add_subcommands(dest="action")
     imp = ArgumentParser(description="A Hugging Face GPT-2 (or Llama) directory -> a lit_llm checkpoint.")

@@ -15,17 +15,11 @@ import time
 from pathlib import Path
 
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from lit_llm.checkpoints import TMP_MARK, write_atomically
 from lit_llm.errors import LitLLMError
-
-TMP_MARK = ".tmp-"
-SAVE_DELAY_ENV = "LIT_LLM_TEST_SAVE_DELAY"  # test hook: seconds to pause halfway through writing a checkpoint
-
-
-def is_tmp_checkpoint(path: Path) -> bool:
-    return path.name.startswith(".") and TMP_MARK in path.name
+from lit_llm.training.lightning_internals import CheckpointHooks, stop_after_this_step, validation_follows
 
 
 def remove_stale_tmp_files(directory: str | Path) -> None:
@@ -54,32 +48,17 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if "://" in str(path):  # remote filesystems: Lightning's own writer
             return super().save_checkpoint(checkpoint, path, storage_options)
         path = Path(path)
-        tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
-        data = buffer.getbuffer()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as f:
-                delay = float(os.environ.get(SAVE_DELAY_ENV, 0) or 0)
-                if delay:  # fault injection for the kill-during-save test
-                    f.write(data[: len(data) // 2])
-                    f.flush()
-                    time.sleep(delay)
-                    f.write(data[len(data) // 2:])
-                else:
-                    f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
+            write_atomically(path, buffer.getbuffer())
         except OSError as err:
-            tmp.unlink(missing_ok=True)
             reason = err.strerror or str(err)
             raise LitLLMError(f"cannot write checkpoint {path}: {reason}; the previous checkpoint there is kept "
                               "(free some space or choose another --trainer.default_root_dir)") from None
 
 
-class RunCheckpoint(ModelCheckpoint):
+class RunCheckpoint(CheckpointHooks):
     """ModelCheckpoint (all its --checkpoint.* options) with three changes:
 
     1. Periodic saves (every_n_train_steps, train_time_interval) write last.ckpt even before the monitored
@@ -92,8 +71,11 @@ class RunCheckpoint(ModelCheckpoint):
        exits with code 143.
     """
 
+    clock = staticmethod(time.monotonic)  # of train_time_interval (the time-based save test replaces it)
+
     def on_train_start(self, trainer, pl_module) -> None:
         super().on_train_start(trainer, pl_module)
+        self.set_last_time_checked(self.clock())
         if self.dirpath and trainer.is_global_zero:
             remove_stale_tmp_files(self.dirpath)
         self._stop_signal, self._save_after_validation, self._previous_handlers = None, False, {}
@@ -126,26 +108,24 @@ class RunCheckpoint(ModelCheckpoint):
         self._previous_handlers = {}
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self._should_skip_saving_checkpoint(trainer):
+        if self.skips_saving(trainer):
             return
         stop = getattr(self, "_stop_signal", None) is not None
         if trainer.world_size > 1:
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)  # any rank signalled: all stop
         if stop:
-            if self._validation_follows(trainer):
+            if validation_follows(trainer):
                 self._save_after_validation = True
             else:
                 self._save_and_stop(trainer)
             return
         if not self._periodic_save_due(trainer):
             return
-        if self._validation_follows(trainer):
-            self._defer_save_until_validation = True  # ModelCheckpoint.on_validation_end saves then
+        if validation_follows(trainer):
+            self.defer_save_until_validation()
             return
-        candidates = self._monitor_candidates(trainer)
-        if self.monitor is None or self.monitor in candidates:
-            self._save_topk_checkpoint(trainer, candidates)
-        self._save_last_checkpoint(trainer, candidates)
+        self.save_best(trainer)
+        self.save_last(trainer)
 
     def on_validation_end(self, trainer, pl_module) -> None:
         super().on_validation_end(trainer, pl_module)
@@ -155,29 +135,23 @@ class RunCheckpoint(ModelCheckpoint):
 
     def _save_and_stop(self, trainer) -> None:
         """last.ckpt now; Lightning then raises SIGTERMException at the end of the step (`lit-llm` exits 143)."""
-        if self._last_global_step_saved != trainer.global_step:
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        if self.last_saved_step() != trainer.global_step:
+            self.save_last(trainer)
         if trainer.is_global_zero:
             print(f"lit-llm: stop requested by a signal: saved {self.last_model_path} at step "
                   f"{trainer.global_step}; resume with --ckpt_path last", file=sys.stderr, flush=True)
-        trainer._signal_connector.received_sigterm = True
+        stop_after_this_step(trainer)
 
     def _periodic_save_due(self, trainer) -> bool:
-        by_steps = self._every_n_train_steps >= 1 and trainer.global_step % self._every_n_train_steps == 0
+        every = self.every_n_steps()
+        by_steps = every >= 1 and trainer.global_step % every == 0
         by_time = False
-        if self._train_time_interval is not None:
-            now = time.monotonic()
-            last = self._last_time_checked
-            by_time = last is not None and now - last >= self._train_time_interval.total_seconds()
+        interval = self.time_interval_seconds()
+        if interval is not None:
+            now = self.clock()
+            last = self.last_time_checked()
+            by_time = last is not None and now - last >= interval
             by_time = trainer.strategy.broadcast(by_time)  # clocks differ across ranks: rank 0 decides
             if by_time:
-                self._last_time_checked = now
+                self.set_last_time_checked(now)
         return by_steps or by_time
-
-    @staticmethod
-    def _validation_follows(trainer) -> bool:
-        loop = trainer.fit_loop.epoch_loop
-        if not trainer.enable_validation or not sum(trainer.num_val_batches or [0]):
-            return False
-        return bool(loop._should_check_val_fx(trainer.fit_loop._data_fetcher))
-

@@ -1,7 +1,7 @@
 """Fine-tuning: `--model.init_from PATH` starts a run from another model's weights.
 
 PATH is a lit_llm checkpoint, a Hugging Face GPT-2/Llama directory or an export-safetensors file. Two steps:
-1. `apply_init_from` (the CLI, before it builds anything): the source's architecture, block size and
+1. `apply_init_from` (the CLI, before it builds anything, with the model's and data's defaults): the source's architecture, block size and
    tokenizer become the run's wherever the user left the default, so `--model.init_from` alone is enough.
    The tokenizer goes to a content-addressed file in the cache and `--data.tokenizer` names it, so the new
    corpus is tokenized exactly as the source's was.
@@ -20,10 +20,14 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
-from lit_llm.convert import ARCH_ARGS, read_source
+from lit_llm.checkpoints import read_source
+from lit_llm.data.corpus import default_cache_dir
+from lit_llm.data.tokenizer import EOS
 from lit_llm.errors import LitLLMError
+from lit_llm.model.gpt import ARCH_FIELDS
 
-COMPARED = ("vocab_size", "block_size", *ARCH_ARGS, "norm_eps")
+SHAPE_ARGS = tuple(f for f in ARCH_FIELDS if f not in ("vocab_size", "block_size"))  # --model.* options
+COMPARED = (*ARCH_FIELDS, "norm_eps")
 
 
 def defaults(cls) -> dict:
@@ -43,13 +47,9 @@ def save_tokenizer(tokenizer_json: str, cache_dir: Path) -> Path:
     return path
 
 
-def apply_init_from(config) -> None:
-    """Fill the parsed CLI config (the subcommand's namespace) from --model.init_from's source."""
-    from lit_llm.data.corpus import default_cache_dir
-    from lit_llm.data.datamodule import TextDataModule
-    from lit_llm.data.tokenizer import EOS
-    from lit_llm.module import LanguageModel
-
+def apply_init_from(config, model_cls, data_cls) -> None:
+    """Fill the parsed CLI config (the subcommand's namespace) from --model.init_from's source wherever
+    an option is at model_cls's / data_cls's default."""
     init_from = config.model.get("init_from") if config.get("model") is not None else None
     if not init_from:
         return
@@ -60,8 +60,8 @@ def apply_init_from(config) -> None:
         if Path(config.ckpt_path).is_file():
             init_from = config.ckpt_path
     source = read_source(init_from, weights=False)
-    model_defaults, data_defaults = defaults(LanguageModel), defaults(TextDataModule)
-    for name in ARCH_ARGS:
+    model_defaults, data_defaults = defaults(model_cls), defaults(data_cls)
+    for name in SHAPE_ARGS:
         if config.model[name] == model_defaults[name]:
             config.model[name] = getattr(source.config, name)
     if config.data.block_size == data_defaults["block_size"]:

@@ -1,42 +1,37 @@
-"""Compression: magnitude pruning during training, and dynamic int8 quantization for CPU inference.
+"""Magnitude pruning during training, scheduled by step.
 
 GPTPruning is Lightning's ModelPruning driven by training steps instead of epochs (our runs are one long
 epoch): it L1-prunes the weights of the Linear layers inside the Transformer blocks (attention and MLP
 projections; embeddings, norms and the output head are left dense) to a target sparsity, either at once
 or gradually along Zhu & Gupta's cubic schedule s(t) = s_f (1 - (1 - (t - t0) / (t1 - t0))^3). Pruned
 weights stay zero while training continues (a mask), and every checkpoint holds plain weights with the
-zeros in place (ModelPruning's make_pruning_permanent), so it loads into a plain GPT.
-
-quantize_int8 swaps every Linear for a dynamically quantized one (int8 weights, activations quantized
-per batch at run time; torch.ao.quantization.quantize_dynamic), for CPU inference.
+zeros in place (ModelPruning's make_pruning_permanent), so it loads into a plain GPT. Zeros are counted
+only on the steps that prune (counting reads device values).
 """
 
 from __future__ import annotations
 
-import copy
-import io
-import warnings
 from typing import Literal
 
 import lightning as L
-import torch
 import torch.nn as nn
 import torch.nn.utils.prune as prune
 from lightning.pytorch.callbacks import ModelPruning
 
-from lit_llm.callbacks import should_log
 from lit_llm.errors import LitLLMError
+from lit_llm.model.gpt import Block
+from lit_llm.training.lightning_internals import set_pruning_targets, should_log
 
 
 def block_linears(module: nn.Module) -> list[nn.Linear]:
     """The Linear layers of the GPT's Transformer blocks (module may be the GPT or a module holding one)."""
-    blocks = [m for m in module.modules() if type(m).__name__ == "Block"]
+    blocks = [m for m in module.modules() if isinstance(m, Block)]
     return [m for block in blocks for m in block.modules() if isinstance(m, nn.Linear)]
 
 
 def sparsity(layers: list[nn.Module]) -> float:
     """Share of zeros in the layers' (effective) weights."""
-    zeros = sum(int((layer.weight == 0).sum()) for layer in layers)
+    zeros = sum(int((layer.weight == 0).sum()) for layer in layers)  # host sync: call only when due
     return zeros / max(1, sum(layer.weight.numel() for layer in layers))
 
 
@@ -79,6 +74,8 @@ class GPTPruning(ModelPruning):
                          use_lottery_ticket_hypothesis=False, verbose=verbose, prune_on_train_epoch_end=False)
         self.schedule, self.start_step, self.end_step, self.every_n_steps = schedule, start_step, end_step, every_n_steps
         self.target = amount
+        self.layers: list[nn.Linear] = []
+        self.current = 0.0  # sparsity after the latest pruning (measured only when pruning is due)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         pass  # the model is built later, in configure_model(): see on_fit_start
@@ -87,12 +84,14 @@ class GPTPruning(ModelPruning):
         layers = block_linears(pl_module)
         if not layers:
             raise LitLLMError("GPTPruning found no Transformer blocks to prune")
-        self._parameters_to_prune = [(layer, "weight") for layer in layers]
+        set_pruning_targets(self, [(layer, "weight") for layer in layers])
+        self.layers = layers
         for layer in layers:  # resumed from a pruned checkpoint: keep its zeros at zero
             if (layer.weight == 0).any():
                 prune.custom_from_mask(layer, "weight", mask=layer.weight != 0)
         if self.end_step is None:
             self.end_step = max(self.start_step, trainer.max_steps)
+        self.current = sparsity(layers)
 
     # ModelPruning prunes per epoch; here, by training step only
     def on_train_epoch_end(self, trainer, pl_module) -> None:
@@ -105,44 +104,10 @@ class GPTPruning(ModelPruning):
         step = trainer.global_step  # optimizer steps done
         due = step >= self.start_step and (self.schedule == "once" or step >= self.end_step
                                            or (step - self.start_step) % self.every_n_steps == 0)
-        layers = [m for m, _ in self._parameters_to_prune]
         target = target_sparsity(step, self.target, self.schedule, self.start_step, self.end_step)
-        current = sparsity(layers)
-        if due and target > current + 1e-6:
+        if due and target > self.current + 1e-6:
             # PyTorch prunes a share of the weights still unpruned: the step from current to target
-            self.apply_pruning((target - current) / (1 - current))
-            current = sparsity(layers)
+            self.apply_pruning((target - self.current) / (1 - self.current))
+            self.current = sparsity(self.layers)
         if should_log(trainer):
-            pl_module.log("pruning/sparsity", current)
-
-
-def plain_linears(model: nn.Module) -> nn.Module:
-    """Replace subclasses of nn.Linear (lit_llm's Linear) by nn.Linear sharing their parameters:
-    quantize_dynamic only converts exact nn.Linear modules."""
-    for parent in list(model.modules()):
-        for name, child in parent.named_children():
-            if isinstance(child, nn.Linear) and type(child) is not nn.Linear:
-                linear = nn.Linear(child.in_features, child.out_features, bias=child.bias is not None,
-                                   device="meta")
-                linear.weight, linear.bias = child.weight, child.bias
-                setattr(parent, name, linear)
-    return model
-
-
-def quantize_int8(model: nn.Module) -> nn.Module:
-    """A CPU copy of model with every Linear dynamically quantized to int8 (embeddings and norms stay fp32;
-    a tied output head becomes an int8 copy of the embedding)."""
-    model = plain_linears(copy.deepcopy(model).cpu().float().eval())
-    engines = torch.backends.quantized.supported_engines
-    if not any(e in engines for e in ("x86", "fbgemm", "qnnpack")):
-        raise LitLLMError(f"this PyTorch build has no int8 CPU engine (supported: {engines})")
-    with warnings.catch_warnings():  # torch.ao's quantized tensors are deprecated in favour of torchao
-        warnings.simplefilter("ignore")
-        return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
-
-
-def state_dict_mb(model: nn.Module) -> float:
-    """Size of the serialized state dict in MB (10^6 bytes); shared (tied) tensors are counted once."""
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    return buffer.tell() / 1e6
+            pl_module.log("pruning/sparsity", self.current)

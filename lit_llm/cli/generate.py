@@ -1,0 +1,43 @@
+"""Sample text from a checkpoint (the checkpoint alone rebuilds the model and its tokenizer)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from jsonargparse import ArgumentParser
+
+from lit_llm.checkpoints import load_model
+from lit_llm.errors import LitLLMError
+from lit_llm.model.generation import SamplingSettings, generate_text
+from lit_llm.model.quantize import quantize_int8
+
+
+def main(args: list[str]) -> None:
+    """lit-llm generate --checkpoint CKPT --prompt TEXT [...]"""
+    parser = ArgumentParser(prog="lit-llm generate", description="Sample text from a checkpoint.")
+    parser.add_argument("--checkpoint", type=str, required=True, help="a lit_llm .ckpt file")
+    parser.add_argument("--prompt", type=str, default="\n", help="text to continue")
+    parser.add_argument("--max_new_tokens", type=int, default=200)
+    parser.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
+    parser.add_argument("--top_k", type=int | None, default=200)
+    parser.add_argument("--top_p", type=float | None, default=None)
+    parser.add_argument("--num_samples", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument("--device", type=str, default="cpu")
+    parser.add_argument("--quantize", type=Literal["none", "int8"], default="none",
+                        help="int8: dynamic int8 quantization of the Linear layers (CPU)")
+    cfg = parser.parse_args(args)
+    if cfg.max_new_tokens < 0 or cfg.num_samples < 1:
+        raise LitLLMError("--max_new_tokens must be >= 0 and --num_samples >= 1")
+    model, tokenizer = load_model(cfg.checkpoint)
+    model.to(cfg.device)
+    if cfg.quantize == "int8":
+        if cfg.device != "cpu":
+            raise LitLLMError("--quantize int8 runs on the CPU: drop --device")
+        model = quantize_int8(model)
+    settings = SamplingSettings(cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p, cfg.seed)
+    texts = generate_text(model, tokenizer, cfg.prompt, settings, cfg.num_samples)
+    for i, text in enumerate(texts):
+        if len(texts) > 1:
+            print(f"--- sample {i + 1}")
+        print(text)

@@ -1,0 +1,84 @@
+"""`lit-llm fit|validate|test|predict`: LightningCLI over LanguageModel and TextDataModule."""
+
+from __future__ import annotations
+
+import math
+
+from lit_llm.cli.base import TRAINER_DEFAULTS, BaseCLI, add_checkpoint_arguments
+from lit_llm.data.datamodule import TextDataModule
+from lit_llm.errors import LitLLMError
+from lit_llm.training.callbacks.samples import GeneratedSamples
+from lit_llm.training.callbacks.throughput import Throughput
+from lit_llm.training.finetune import apply_init_from
+from lit_llm.training.loggers import finish_wandb
+from lit_llm.training.module import LanguageModel
+
+
+def tokenizer_size(data: TextDataModule) -> int:
+    """The prepared data's vocabulary size (prepares the data on first use), linked to --model.vocab_size."""
+    return data.prepare_once().vocab_size
+
+
+class LitLLMCLI(BaseCLI):
+    def add_arguments_to_parser(self, parser) -> None:
+        super().add_arguments_to_parser(parser)
+        add_checkpoint_arguments(parser, monitor="val/loss", mode="min")
+        parser.add_lightning_class_args(Throughput, "throughput")
+        parser.add_lightning_class_args(GeneratedSamples, "samples")
+        parser.add_argument("--max_tokens", type=float | None, default=None,
+                            help="training budget in tokens; sets trainer.max_steps from the global batch")
+        parser.add_argument("--tokens_per_step", type=int | None, default=None,
+                            help="global batch in tokens; sets trainer.accumulate_grad_batches from the micro-batch "
+                                 "(data.batch_size x data.block_size) and the number of devices")
+        parser.link_arguments("data.block_size", "model.block_size")
+        parser.link_arguments("data", "model.vocab_size", compute_fn=tokenizer_size, apply_on="instantiate")
+
+    def before_instantiate_classes(self) -> None:
+        apply_init_from(self.config[self.subcommand] if self.subcommand else self.config, LanguageModel, TextDataModule)
+
+    def before_trainer(self, trainer_config: dict) -> None:
+        if self.subcommand != "fit":
+            return
+        max_steps = trainer_config.get("max_steps", -1)
+        endless = max_steps == -1 and not trainer_config.get("max_time") and not self.value(self.config, "max_tokens")
+        if max_steps == 0 or max_steps < -1 or endless:
+            raise LitLLMError(f"--trainer.max_steps must be positive, got {max_steps} (the training data is "
+                              "an endless stream: -1 only with --trainer.max_time and --model.lr_decay_steps)")
+
+    def check_resume(self, resume: dict) -> None:
+        model, data = self.value(self.config_init, "model"), self.value(self.config_init, "data")
+        tokenizer_json = (data.prepare_once().path / "tokenizer.json").read_text()
+        model.check_compatible(resume["lit_llm"], tokenizer_json)
+
+    def after_trainer(self, trainer) -> None:
+        """--tokens_per_step sets the accumulation, --max_tokens the step count (both need the world size)."""
+        data = self.value(self.config_init, "data")
+        tokens_per_step = self.value(self.config, "tokens_per_step")
+        if tokens_per_step:
+            micro = data.batch_size * data.block_size * trainer.world_size
+            if tokens_per_step % micro:
+                raise LitLLMError(f"--tokens_per_step {tokens_per_step} is not a multiple of batch_size x "
+                                  f"block_size x devices = {micro}")
+            trainer.accumulate_grad_batches = tokens_per_step // micro
+        max_tokens = self.value(self.config, "max_tokens")
+        if max_tokens:
+            if max_tokens <= 0:
+                raise LitLLMError(f"--max_tokens must be positive, got {max_tokens}")
+            per_step = data.batch_size * data.block_size * trainer.world_size * trainer.accumulate_grad_batches
+            trainer.fit_loop.epoch_loop.max_steps = max(1, math.ceil(max_tokens / per_step))
+
+
+def main(args: list[str] | None) -> None:
+    """LightningCLI; args None reads sys.argv (LightningCLI warns when given both)."""
+    cli = LitLLMCLI(
+        LanguageModel,
+        TextDataModule,
+        trainer_defaults=TRAINER_DEFAULTS,
+        seed_everything_default=1337,
+        parser_kwargs={"prog": "lit-llm"},
+        args=args,
+    )
+    if cli.subcommand == "fit" and cli.trainer.is_global_zero:
+        finish_wandb()  # its own closing lines come first, ours last
+        if block := cli.run_summary.closing_block():
+            print(block, flush=True)

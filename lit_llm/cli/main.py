@@ -1,0 +1,85 @@
+"""`lit-llm COMMAND ...`: the table of commands. fit/validate/test/predict are LightningCLI's (lm.py); each
+other command parses its own arguments in its own module and returns an exit code (None = 0)."""
+
+from __future__ import annotations
+
+import sys
+
+import torch.distributed as dist
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
+
+from lit_llm.cli import classify, convert, generate, lm, prepare, report, scaling, sweep
+from lit_llm.errors import LitLLMError
+from lit_llm.training.loggers import finish_wandb
+
+LIGHTNING_COMMANDS = {
+    "fit": "train a model (default: the embedded corpus, a small GPT, CPU-friendly)",
+    "validate": "evaluate a checkpoint on the validation split",
+    "test": "evaluate a checkpoint on the test split",
+    "predict": "complete the prompts of --data.prompts FILE with a checkpoint",
+}
+COMMANDS = {  # name: (module with main(args), one line of help)
+    "prepare": (prepare, "tokenize a corpus into shards (clean, dedup, train or load a tokenizer)"),
+    "generate": (generate, "sample text from a checkpoint"),
+    "sweep": (sweep, "run a W&B sweep file offline (grid, random, bayes; resumable)"),
+    "scaling": (scaling, "fit scaling laws to runs or a CSV and plot compute-optimal frontiers"),
+    "report": (report, "write an offline HTML report over runs"),
+    "convert": (convert, "convert checkpoints to and from Hugging Face and safetensors"),
+    "classify": (classify, "train and evaluate text classifiers"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: lit-llm COMMAND [options]   (lit-llm COMMAND --help for a command's options)", "",
+             "commands:"]
+    for name, text in [*LIGHTNING_COMMANDS.items(), *((n, h) for n, (_, h) in COMMANDS.items())]:
+        lines.append(f"  {name:<10} {text}")
+    return "\n".join(lines)
+
+
+def close_process_group(barrier: bool) -> None:
+    """Destroy the process group before exit: left to interpreter shutdown, gloo's threads can abort the
+    process. After success, ranks first wait for each other, so rank 0's store outlives the others' use."""
+    if dist.is_available() and dist.is_initialized():
+        if barrier:
+            dist.barrier()
+        dist.destroy_process_group()
+
+
+def run(args: list[str], from_argv: bool) -> int:
+    if not args or args[0] in ("-h", "--help"):
+        print(usage())
+        return 0 if args else 2
+    if args[0] in COMMANDS:
+        return COMMANDS[args[0]][0].main(args[1:]) or 0
+    lm.main(None if from_argv else args)
+    close_process_group(barrier=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return run(args, from_argv=argv is None)
+    except LitLLMError as err:
+        print(f"lit-llm: error: {err}", file=sys.stderr)
+        return 2
+    except MisconfigurationException as err:  # e.g. configs/trainer/gpu.yaml on a machine without a GPU
+        print(f"lit-llm: error: {err} (Lightning; check --trainer.accelerator/devices/strategy)", file=sys.stderr)
+        return 2
+    except SIGTERMException:  # RunCheckpoint saved last.ckpt at the end of the step
+        print("lit-llm: stopped by SIGTERM/SIGUSR1 (during training, last.ckpt is saved first: resume with "
+              "--ckpt_path last)", file=sys.stderr)
+        return 143
+    except BrokenPipeError:  # output piped into `head` and the like
+        return 0
+    except KeyboardInterrupt:
+        print("lit-llm: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        close_process_group(barrier=False)
+        finish_wandb()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

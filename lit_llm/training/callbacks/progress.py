@@ -1,0 +1,44 @@
+"""What a fit shows while it runs: the model overview at the start and a progress bar counted in steps."""
+
+from __future__ import annotations
+
+import lightning as L
+from lightning.pytorch.callbacks import RichModelSummary, RichProgressBar
+from lightning.pytorch.utilities.model_summary import get_human_readable_count
+from rich import get_console
+from rich.table import Table
+
+
+class StepProgressBar(RichProgressBar):
+    """Rich progress bar that labels training by steps: a fit is one endless epoch of random windows, so
+    Lightning's "Epoch 0/-2" (max_epochs -1) says nothing."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        limit = self.trainer.max_steps
+        text = f"Training to step {limit}" if limit and limit > 0 else "Training"
+        return f"{text:{len(self.validation_description)}}"
+
+
+class ModelOverview(RichModelSummary):
+    """Lightning's model summary without its FLOPs column (it counts nothing unless a forward pass runs on an
+    example input), and with the figure that matters for a language model: training FLOPs per token."""
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.flops_per_token = pl_module.flops_per_token() if hasattr(pl_module, "flops_per_token") else None
+        super().on_fit_start(trainer, pl_module)
+
+    def summarize(self, summary_data, total_parameters, trainable_parameters, model_size, total_training_modes,
+                  total_flops, **kwargs) -> None:
+        table = Table(header_style="bold magenta")
+        columns = [(name, values) for name, values in summary_data if name not in ("FLOPs", "Mode")]
+        for name, _ in columns:
+            table.add_column(name, justify="right" if name == "Params" else "left")
+        for row in zip(*(values for _, values in columns)):
+            table.add_row(*row)
+        console = get_console()
+        console.print(table)
+        facts = [f"params {get_human_readable_count(total_parameters)} ({get_human_readable_count(trainable_parameters)} "
+                 f"trainable, {model_size:.1f} MB)"]
+        if self.flops_per_token:
+            facts.append(f"training FLOPs per token {get_human_readable_count(self.flops_per_token)}")
+        console.print(", ".join(facts))

@@ -1,0 +1,307 @@
+"""LanguageModel: the GPT, its loss, metrics, optimizer and learning-rate schedule.
+
+Every architecture option is a flat init argument (so sweeps name `model.n_layer` directly) and every one
+is a plain type, so the checkpoint's hyper_parameters load with torch.load(weights_only=True). What the
+objective is lives in objectives.py, the optimizer recipe in optim.py, and everything a resume needs
+besides weights, optimizer and data position in resume.py. The tokenizer and data facts travel in the
+checkpoint under "lit_llm" (on_save_checkpoint).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import lightning as L
+import torch
+from tokenizers import Tokenizer
+from torchmetrics import MeanMetric, Metric
+
+from lit_llm.checkpoints import read_lm_checkpoint
+from lit_llm.errors import LitLLMError
+from lit_llm.model.gpt import ARCH_FIELDS, GPT, GPTConfig
+from lit_llm.training.finetune import load_init_weights
+from lit_llm.training.lightning_internals import is_accumulating, should_log, trainer_or_none
+from lit_llm.training.objectives import CausalLM, MaskedLM, token_nll
+from lit_llm.training.optim import NonFiniteGuard, adamw_with_schedule, clip_and_measure
+
+
+class TokenNLL(Metric):
+    """Token-weighted mean negative log-likelihood: sum of NLL / number of target tokens, summed over
+    every batch and every rank before dividing, so exp() of it is the split's exact perplexity."""
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("nll", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("tokens", default=torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
+
+    def update(self, nll_sum: torch.Tensor, n_tokens: torch.Tensor) -> None:
+        self.nll += nll_sum.detach().to(torch.float64)
+        self.tokens += n_tokens.detach().to(torch.int64)
+
+    def compute(self) -> torch.Tensor:
+        return self.nll / self.tokens.clamp(min=1)
+
+
+@dataclass
+class SystemOptions:
+    """How the network runs, not what it computes (kept apart from the architecture)."""
+
+    compile: bool = False
+    """torch.compile the model (in place: checkpoints keep their keys)."""
+    activation_checkpointing: bool = False
+    """Recompute each block's activations in backward (less memory, ~30% more compute); under FSDP use the
+    strategy's activation_checkpointing_policy instead."""
+
+
+class LanguageModel(L.LightningModule):
+    def __init__(
+        self,
+        vocab_size: int = 0,
+        block_size: int = 0,
+        n_layer: int = 4,
+        n_head: int = 4,
+        n_embd: int = 128,
+        n_ff: int = 0,
+        norm: Literal["layernorm", "rmsnorm"] = "layernorm",
+        pos: Literal["learned", "rope"] = "learned",
+        mlp: Literal["gelu", "swiglu"] = "gelu",
+        bias: bool = True,
+        tie_embeddings: bool = True,
+        dropout: float = 0.0,
+        rope_theta: float = 10000.0,
+        lr: float = 1e-3,
+        min_lr: float | None = None,
+        warmup_steps: int = 100,
+        lr_decay_steps: int | None = None,
+        weight_decay: float = 0.1,
+        beta1: float = 0.9,
+        beta2: float = 0.99,
+        eps: float = 1e-8,
+        max_nonfinite_skips: int = 3,
+        init_from: str | None = None,
+        objective: Literal["causal", "masked"] = "causal",
+        mask_prob: float = 0.15,
+        mask_seed: int = 1337,
+        system: SystemOptions | dict | None = None,
+    ) -> None:
+        """
+        Args:
+            vocab_size: vocabulary size; linked from the data's tokenizer.
+            block_size: context length; linked from --data.block_size.
+            n_layer: Transformer blocks.
+            n_head: attention heads.
+            n_embd: model width.
+            n_ff: feed-forward width (0: 4*n_embd for gelu, ~8/3*n_embd for swiglu).
+            norm: layernorm (GPT-2) or rmsnorm.
+            pos: learned absolute positions (GPT-2) or rope.
+            mlp: gelu (GPT-2, tanh approximation) or swiglu.
+            bias: biases in Linear and LayerNorm layers.
+            tie_embeddings: share the token embedding with the output head.
+            dropout: dropout probability.
+            rope_theta: RoPE base.
+            lr: peak learning rate.
+            min_lr: final learning rate of the cosine decay (default lr / 10).
+            warmup_steps: linear warmup steps.
+            lr_decay_steps: step where the cosine reaches min_lr (default: trainer.max_steps).
+            weight_decay: AdamW weight decay, applied to weights of 2 or more dimensions only.
+            beta1: AdamW beta1.
+            beta2: AdamW beta2.
+            eps: AdamW epsilon.
+            max_nonfinite_skips: optimizer steps with a non-finite loss or gradient that are skipped (no
+                weight update, a warning each) before training stops with an error; the last good
+                checkpoint stays as it is.
+            init_from: fine-tune: start from the weights of a lit_llm checkpoint, a Hugging Face GPT-2/Llama
+                directory or an export-safetensors file; its architecture, block size and tokenizer are used.
+            objective: causal (next token) or masked (BERT's masked LM, bidirectional attention; needs a
+                tokenizer with <mask>, as char and bpe have; no generation).
+            mask_prob: masked objective: share of positions selected for the loss (80% MASK, 10% random, 10% kept).
+            mask_seed: masked objective: seed of the masks (each micro-batch's mask is fixed by it and the step).
+            system: compile and activation checkpointing (--model.system.*).
+        """
+        super().__init__()
+        if vocab_size <= 0 or block_size <= 0:
+            raise LitLLMError("model.vocab_size and model.block_size are unset: they come from the data module")
+        for name in ("lr", "n_layer", "n_head", "n_embd"):
+            if locals()[name] <= 0:
+                raise LitLLMError(f"--model.{name} must be positive, got {locals()[name]}")
+        self.system = SystemOptions(**system) if isinstance(system, dict) else system or SystemOptions()
+        self.save_hyperparameters(ignore=["system"], logger=False)  # the CLI logs the full config, flat
+        self.hparams["system"] = asdict(self.system)  # plain types: checkpoints load with weights_only
+        try:
+            self.config = GPTConfig(vocab_size, block_size, n_layer, n_head, n_embd, n_ff, norm, pos, mlp,
+                                    bias, tie_embeddings, dropout, rope_theta, causal=objective == "causal")
+        except ValueError as err:
+            raise LitLLMError(f"invalid model config: {err}") from None
+        self.objective = MaskedLM(mask_prob, mask_seed, vocab_size) if objective == "masked" else CausalLM()
+        self.model: GPT | None = None  # built in configure_model(), on the meta device under FSDP
+        self.val_nll, self.test_nll = TokenNLL(), TokenNLL()
+        if objective == "masked":  # accuracy of the argmax prediction at the masked positions
+            self.val_mlm_acc, self.test_mlm_acc = MeanMetric(), MeanMetric()
+        self.guard = NonFiniteGuard(max_nonfinite_skips)
+        self.tokens_seen = 0
+        self.step_nll, self.step_tokens = 0.0, 0  # sums over the micro-batches of the current step
+        self.tokenizer_json: str | None = None  # from the data module or the checkpoint
+        self.data_meta: dict = {}
+
+    def configure_model(self) -> None:
+        """Build the network here, not in __init__, so Lightning can create it directly on the device, or
+        on the meta device for FSDP, which then materialises each layer with its reset_parameters (our
+        GPT-2 init). Parallelism itself stays in the trainer's strategy."""
+        if self.model is not None:
+            return
+        self.model = GPT(self.config)
+        if self.hparams.init_from and trainer_or_none(self) is not None:
+            load_init_weights(self)
+        self.model.checkpoint_blocks = self.system.activation_checkpointing
+        if self.system.compile:
+            self.model.compile()
+
+    def setup(self, stage: str) -> None:
+        trainer = trainer_or_none(self)
+        dm = getattr(trainer, "datamodule", None)
+        if hasattr(dm, "prepare_once"):
+            prepared = dm.prepare_once()
+            if prepared.vocab_size != self.config.vocab_size:
+                raise LitLLMError(f"the tokenizer has {prepared.vocab_size} tokens but the model was built for "
+                                  f"{self.config.vocab_size}; use the same tokenizer or retrain")
+            self.tokenizer_json = (prepared.path / "tokenizer.json").read_text()
+            self.data_meta = prepared.meta
+        if self.tokenizer_json:
+            self.objective.bind(self.tokenizer())  # fails before training when the tokenizer lacks <mask>
+
+    # --- what a checkpoint carries besides the weights ---------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["lit_llm"] = {"tokenizer_json": self.tokenizer_json, "data_meta_json": json.dumps(self.data_meta),
+                                 "model_config": asdict(self.config), "tokens_seen": self.tokens_seen}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        extra = checkpoint.get("lit_llm", {})
+        self.check_compatible(extra)
+        self.tokens_seen = int(extra.get("tokens_seen", 0))
+        self.tokenizer_json = extra.get("tokenizer_json") or self.tokenizer_json
+        self.data_meta = json.loads(extra.get("data_meta_json") or "{}") or self.data_meta
+
+    def check_compatible(self, extra: dict, tokenizer_json: str | None = None) -> None:
+        """A checkpoint of another architecture or tokenizer gets one line that names what differs (instead
+        of a wall of state_dict size mismatches). The CLI calls it before it touches any log; Lightning
+        again before it loads the weights."""
+        saved = extra.get("model_config") or {}
+        diffs = [f"{k}: checkpoint {saved[k]!r}, this run {getattr(self.config, k)!r}"
+                 for k in ARCH_FIELDS if k in saved and saved[k] != getattr(self.config, k)]
+        if diffs:
+            raise LitLLMError("the checkpoint is of another model: " + "; ".join(diffs))
+        theirs, ours = extra.get("tokenizer_json"), tokenizer_json or self.tokenizer_json
+        if theirs and ours and json.loads(theirs) != json.loads(ours):
+            raise LitLLMError("the checkpoint was trained with another tokenizer than this run's data uses; "
+                              "prepare the data with the checkpoint's tokenizer (--data.tokenizer PATH/tokenizer.json)")
+
+    @classmethod
+    def from_checkpoint(cls, path: str) -> LanguageModel:
+        """The module rebuilt from a lit_llm checkpoint alone (weights, tokenizer), in eval mode."""
+        ckpt = read_lm_checkpoint(path)
+        known = inspect.signature(cls).parameters
+        module = cls(**{k: v for k, v in ckpt["hyper_parameters"].items() if k in known})
+        module.configure_model()
+        module.load_state_dict(ckpt["state_dict"])
+        module.on_load_checkpoint(ckpt)
+        return module.eval()
+
+    def tokenizer(self) -> Tokenizer:
+        if self.tokenizer_json is None:
+            raise LitLLMError("this model has no tokenizer attached (a checkpoint from lit_llm carries one)")
+        return Tokenizer.from_str(self.tokenizer_json)
+
+    # --- loss and metrics --------------------------------------------------------------------------------
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.model(idx)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        trainer = self.trainer
+        accum, world = trainer.accumulate_grad_batches, trainer.world_size
+        # the global micro-batch index (steps, accumulation, ranks) seeds a masked objective: resumable
+        micro_batch = (trainer.global_step * accum + batch_idx % accum) * world + trainer.global_rank
+        inputs, targets = self.objective.training_pair(batch, micro_batch)
+        nll_sum, n_tokens = token_nll(self.model(inputs), targets)
+        # Lightning divides each micro-batch's loss by accumulate_grad_batches and DDP averages gradients
+        # over ranks; multiplying by both and dividing by the optimizer step's token count (all micro-
+        # batches, all ranks) makes the gradient that of sum(NLL) / sum(tokens) over the step, however the
+        # step is split. Without "step_tokens" every micro-batch is assumed to hold as many targets.
+        step_tokens = batch["step_tokens"] if "step_tokens" in batch else n_tokens.clamp(min=1) * accum * world
+        loss = nll_sum * (accum * world) / step_tokens
+        self.tokens_seen += inputs.numel() * world  # from the shape: no device sync
+        self.step_nll = self.step_nll + nll_sum.detach()
+        self.step_tokens = self.step_tokens + n_tokens
+        if not is_accumulating(trainer):
+            if should_log(trainer):  # logging costs ~0.1 ms a call: only on the steps that are written
+                reduce = trainer.strategy.reduce
+                step_loss = reduce(self.step_nll, reduce_op="sum") / reduce(
+                    self.step_tokens.to(self.step_nll.dtype), reduce_op="sum")
+                self.log("train/loss", step_loss, prog_bar=True)
+                self.log("train/ppl", torch.exp(step_loss))
+                self.log("tokens_seen", torch.tensor(self.tokens_seen, dtype=torch.float64))
+                self.log("lr", trainer.optimizers[0].param_groups[0]["lr"])
+            self.step_nll, self.step_tokens = 0.0, 0
+        return loss
+
+    def _evaluate(self, batch: dict, batch_idx: int, split: str) -> None:
+        trainer = trainer_or_none(self)
+        nll_sum, n_scored, correct = self.objective.score(self.model, batch, batch_idx,
+                                                          trainer.global_rank if trainer else 0)
+        getattr(self, f"{split}_nll").update(nll_sum, n_scored)
+        if correct is not None:
+            getattr(self, f"{split}_mlm_acc").update(correct.float() / n_scored.clamp(min=1), weight=n_scored)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate(batch, batch_idx, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate(batch, batch_idx, "test")
+
+    def _log_split(self, split: str) -> None:
+        metric = getattr(self, f"{split}_nll")
+        loss = metric.compute()  # already reduced across ranks
+        metric.reset()
+        self.log(f"{split}/loss", loss.float(), prog_bar=True)
+        self.log(f"{split}/ppl", torch.exp(loss).float())
+        # the x-axis of these rows in W&B (and in `lit-llm report`): tokens trained on so far
+        self.log("tokens_seen", torch.tensor(self.tokens_seen, dtype=torch.float64))
+        if not self.objective.causal:
+            acc = getattr(self, f"{split}_mlm_acc")
+            self.log(f"{split}/mlm_acc", acc.compute().float())
+            acc.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_split("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_split("test")
+
+    def predict_step(self, batch: str, batch_idx: int) -> str:
+        return batch  # the prompt: the Predictions callback generates with --samples.* settings
+
+    # --- optimization ------------------------------------------------------------------------------------
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        if gradient_clip_algorithm == "value":
+            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+            return
+        norm = clip_and_measure(self, gradient_clip_val)  # one pass clips and measures the pre-clip norm
+        if should_log(self.trainer):
+            self.log("grad_norm", norm)
+        self.guard.check(self, norm)
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        return adamw_with_schedule(self, hp.lr, hp.weight_decay, hp.warmup_steps, hp.min_lr, hp.lr_decay_steps,
+                                   (hp.beta1, hp.beta2), hp.eps)
+
+    # --- accounting --------------------------------------------------------------------------------------
+    def num_params(self, non_embedding: bool = True) -> int:
+        return self.model.num_params(non_embedding)
+
+    def flops_per_token(self) -> int:
+        return self.model.flops_per_token(self.config.block_size)
