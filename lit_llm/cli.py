@@ -384,29 +384,19 @@ def generate_main(args: list[str]) -> None:
 
 def sweep_main(args: list[str]) -> int:
     """lit-llm sweep FILE: run a W&B sweep file offline."""
-    from jsonargparse import ArgumentParser
+    from lit_llm.cli_new.sweep import main as run
 
-    from lit_llm.sweep import SweepRunner
-
-    parser = ArgumentParser(prog="lit-llm sweep", description="Run a W&B sweep file offline.")
-    parser.add_argument("file", type=str, help="a W&B sweep YAML (sweeps/*.yaml)")
-    parser.add_argument("--out", type=str | None, default=None, help="sweep directory (default runs/sweeps/NAME)")
-    parser.add_argument("--count", type=int | None, default=None, help="number of runs (random, bayes) or the first N (grid)")
-    parser.add_argument("--parallel", type=int, default=1, help="runs at a time")
-    parser.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true", help="print the commands only")
-    parser.add_argument("--seed", type=int, default=0, help="seed of random search")
-    cfg = parser.parse_args(args)
-    return SweepRunner(cfg.file, cfg.out, cfg.count, cfg.parallel, cfg.dry_run, cfg.seed).run()
+    return run(args)
 
 
 def scaling_main(args: list[str]) -> int:
-    from lit_llm.scaling import scaling_main as run
+    from lit_llm.cli_new.scaling import main as run
 
     return run(args)
 
 
 def report_main(args: list[str]) -> int:
-    from lit_llm.report import report_main as run
+    from lit_llm.cli_new.report import main as run
 
     return run(args)
 

@@ -17,7 +17,7 @@ import yaml
 from lit_llm.cli import WandbOptions, main, make_loggers
 from lit_llm.resume import RESUME_WAIT_ENV, ResumableWandbLogger
 from lit_llm.samples import GeneratedSamples
-from lit_llm.sweep import SweepRunner
+from lit_llm.studies.sweep import SweepRunner
 from lit_llm.wandb_run import TOKEN_AXIS_METRICS
 from test_cli import fit_args, read_csv
 
