@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from lit_llm.cli.main import main
-from lit_llm.report import curves, find_runs, table_row, varying_keys, write_report
-from lit_llm.report_html import COLUMNS
+from lit_llm.studies.report import curves, table_row, varying_keys, write_report
+from lit_llm.studies.report_html import COLUMNS
+from lit_llm.studies.runs import find_runs
 
 pytestmark = pytest.mark.slow  # real fits and a browser: ~25 s in all
 
@@ -185,9 +186,30 @@ def test_bad_input_is_one_line_and_overwrites_nothing(runs_dir, tmp_path, capsys
 
 
 # --- in a browser ---------------------------------------------------------------------------------
+# The check the test adds to a copy of the page (the report itself ships no test code). Errors are
+# caught from the first script on (before the page's own run), console.error included; on load the
+# rows of the runs table, every image's decoded size and the errors are written to <pre id=selfcheck>,
+# which Chromium's --dump-dom shows.
+CATCH_ERRORS = """<script>window.reportErrors=[];
+addEventListener('error',e=>reportErrors.push(String(e.message||('failed to load '+(e.target&&e.target.tagName)))),true);
+const consoleError=console.error;console.error=(...a)=>{reportErrors.push(a.join(' '));consoleError(...a)};</script>"""
+SELF_CHECK = """<pre id=selfcheck></pre><script>
+addEventListener('load',()=>{document.getElementById('selfcheck').textContent=JSON.stringify({
+rows:document.querySelectorAll('#runs tbody tr').length,
+images:[...document.images].map(im=>[im.naturalWidth,im.naturalHeight]),errors:reportErrors})});</script>"""
+
+
+def with_check(page: str) -> str:
+    """The page with the check: the error catcher before the page's first script, the report at its end."""
+    assert page.count("<title>") == 1 and page.count("</body>") == 1 and "<script" not in page.split("<title>")[0]
+    return page.replace("<title>", CATCH_ERRORS + "<title>").replace("</body>", SELF_CHECK + "</body>")
+
+
 def chromium(page: Path, tmp_path: Path) -> tuple[dict, str]:
-    """Loads the page in headless Chromium (no network features) and returns the self-check the page
-    writes on load, and Chromium's log (which holds every console message)."""
+    """Loads a copy of the page with the check added in headless Chromium (no network features) and
+    returns what the check wrote on load, and Chromium's log (which holds every console message)."""
+    checked = tmp_path / f"checked-{page.name}"
+    checked.write_text(with_check(page.read_text(encoding="utf-8")), encoding="utf-8")
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
     if exe is None:
         if os.environ.get("LIT_LLM_REQUIRE_CHROMIUM"):
@@ -197,7 +219,7 @@ def chromium(page: Path, tmp_path: Path) -> tuple[dict, str]:
            "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-default-apps",
            "--disable-extensions", "--disable-domain-reliability", "--no-default-browser-check", "--mute-audio",
            f"--user-data-dir={tmp_path / 'chromium-profile'}", "--enable-logging=stderr", "--v=0",
-           "--virtual-time-budget=10000", "--dump-dom", page.resolve().as_uri()]
+           "--virtual-time-budget=10000", "--dump-dom", checked.resolve().as_uri()]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     found = re.search(r'<pre id="selfcheck">(.*?)</pre>', out.stdout, re.S)
@@ -209,6 +231,7 @@ def chromium(page: Path, tmp_path: Path) -> tuple[dict, str]:
 
 def test_report_renders_in_chromium(runs_dir, tmp_path):
     page = write_report(runs_dir, tmp_path / "report", bootstrap=4)
+    assert "selfcheck" not in page.read_text() and "reportErrors" not in page.read_text()  # no test code shipped
     check, log = chromium(page, tmp_path)
     assert check["errors"] == []
     assert [line for line in log.splitlines() if ":CONSOLE" in line] == []  # the page logs nothing

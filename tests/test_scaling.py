@@ -8,7 +8,7 @@ import pytest
 from scipy.optimize import minimize_scalar
 
 from lit_llm.cli.main import main
-from lit_llm.scaling import compute_optimal, fit_chinchilla, fit_isoflop, load_points
+from lit_llm.studies.scaling import compute_optimal, fit_chinchilla, fit_isoflop, load_points
 
 TRUE = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}  # Hoffmann et al.'s fit
 
@@ -84,7 +84,7 @@ def test_scaling_command_on_csv_and_on_run_summaries(tmp_path, capsys):
 
 
 def test_wandb_sweep_source_reads_run_summaries():
-    from lit_llm.scaling import wandb_rows
+    from lit_llm.studies.scaling import wandb_rows
 
     class Run:
         def __init__(self, n, d, loss):

@@ -9,7 +9,8 @@ import pytest
 
 from lit_llm.cli.main import main
 from lit_llm.errors import LitLLMError
-from lit_llm.sweep import grid_configs, random_config, render_command, sample_value
+from lit_llm.studies.runs import latest_summary
+from lit_llm.studies.sweep import SweepRunner, grid_configs, random_config, render_command, sample_value
 
 PARAMS = {
     "model.n_embd": {"values": [64, 128]},
@@ -161,3 +162,27 @@ def test_bad_sweep_file_is_one_line_error(tmp_path, capsys):
     assert capsys.readouterr().err.strip().startswith("lit-llm: error: sweep file")
     with pytest.raises(LitLLMError, match="values"):
         grid_configs({"lr": {"distribution": "uniform", "min": 0, "max": 1}})
+
+
+def test_parallel_runs_keep_one_whole_state_file(tmp_path, capsys):
+    """--parallel: runs finishing together each save the state; once they raced on one temporary file
+    (FileNotFoundError at the rename)."""
+    sweep = tmp_path / "par.yaml"
+    sweep.write_text("name: par\nmethod: grid\nparameters: {x: {values: [%s]}}\n"
+                     'command: ["${interpreter}", "-c", "pass", "${args}"]\n' % ", ".join(map(str, range(12))))
+    assert SweepRunner(str(sweep), str(tmp_path / "out"), None, 6, False, 0).run() == 0
+    state = json.loads((tmp_path / "out" / "sweep-state.json").read_text())
+    assert [r["status"] for r in state["runs"]] == ["finished"] * 12
+    assert not (tmp_path / "out" / "sweep-state.tmp").exists()
+
+
+def test_latest_summary_is_the_highest_version(tmp_path):
+    for version, loss in ((2, 3.0), (9, 2.0), (10, 1.0)):
+        log_dir = tmp_path / "lightning_logs" / f"version_{version}"
+        log_dir.mkdir(parents=True)
+        (log_dir / "summary.json").write_text(json.dumps({"val/loss": loss}))
+    (tmp_path / "lightning_logs" / "version_11").mkdir()
+    (tmp_path / "lightning_logs" / "version_11" / "summary.json").write_text("{cut sho")  # killed mid-write
+    path, summary = latest_summary(tmp_path)
+    assert path.parent.name == "version_10" and summary == {"val/loss": 1.0}  # not version_9 (text order)
+    assert latest_summary(tmp_path / "nothing") is None

@@ -15,11 +15,9 @@ import wandb
 import yaml
 
 from lit_llm.cli.main import main
-from lit_llm.training.loggers import WandbOptions, make_loggers
-from lit_llm.training.loggers import RESUME_WAIT_ENV, ResumableWandbLogger
+from lit_llm.studies.sweep import SweepRunner
 from lit_llm.training.callbacks.samples import GeneratedSamples
-from lit_llm.sweep import SweepRunner
-from lit_llm.training.loggers import TOKEN_AXIS_METRICS
+from lit_llm.training.loggers import RESUME_WAIT_ENV, TOKEN_AXIS_METRICS, ResumableWandbLogger, WandbOptions, make_loggers
 from test_cli import fit_args, read_csv
 
 PROMPTS = ["ROMEO:", "JULIET:"]

@@ -3,21 +3,20 @@
 A run is a `lightning_logs/version_N/` directory holding `summary.json` (written by every fit), found at
 any depth, so a single root, a sweep directory (`lit-llm sweep`) or a tree of both all work. The page has
 a sortable runs table, loss and perplexity curves against tokens and FLOPs, throughput and MFU over
-training time, the scaling fit of each sweep (`lit_llm.scaling`, reused as is), the samples generated at
-validation during training (`samples.jsonl`) and those `lit-llm predict` wrote. It is written to `DIR/report.html` through a temporary file and a rename; an
-existing report is replaced only with `--overwrite`.
+training time, the scaling fit of each sweep (`lit_llm.studies.scaling`, reused as is), the samples
+generated at validation during training (`samples.jsonl`) and those `lit-llm predict` wrote. Runs are read
+through `lit_llm.studies.runs`. It is written to `DIR/report.html` through a temporary file and a rename;
+an existing report is replaced only with `--overwrite`.
 
 Why static PNGs: the figures are matplotlib PNGs inlined as base64 `<img>`. matplotlib is already a
 dependency; an interactive JS plotting library would have to be inlined (hundreds of KB per page) or
 fetched from a CDN (no longer offline), and a PNG renders identically offline, in any browser, in a
-mail or a pull request. The only script is a few lines: click a column header to sort the table, and a
-self-check (rows, image sizes, errors) that the browser test reads from `<pre id="selfcheck">`.
+mail or a pull request. The only script is a few lines: click a column header to sort the table.
 """
 
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import io
 import json
@@ -25,14 +24,14 @@ import math
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from lit_llm.errors import LitLLMError
-from lit_llm.report_html import (CHECK_SCRIPT, SORT_SCRIPT, STYLE, evaluations_table, runs_table,
-                                 samples_section)
+from lit_llm.studies.report_html import SORT_SCRIPT, STYLE, evaluations_table, runs_table, samples_section
+from lit_llm.studies.runs import Run, find_runs, find_sweeps, sweep_name
+from lit_llm.studies.scaling import MAX_EXPONENT, fit_all, load_points, plot_all
 
 REPORT_NAME = "report.html"
 # config keys worth showing when they differ between runs (paths and names never are)
@@ -42,74 +41,6 @@ NOT_HIGHLIGHTS = ("data.cache_dir", "data.prompts", "data.num_workers", "data.ev
                   "model.sample_max_new_tokens", "model.sample_temperature", "model.sample_top_k")
 SHARED_KEYS = ("data.corpus", "data.tokenizer", "data.block_size", "data.batch_size", "model.lr", "model.norm",
                "model.pos", "model.mlp")
-
-
-# --- reading runs ---------------------------------------------------------------------------------
-@dataclass
-class Run:
-    label: str
-    log_dir: Path
-    summary: dict
-    rows: list[dict[str, float]] = field(default_factory=list)  # metrics.csv, empty cells left out
-    sweep_params: dict = field(default_factory=dict)
-
-    @property
-    def is_fit(self) -> bool:
-        return "train_seconds" in self.summary  # validate/test summaries have no training time
-
-
-def read_metrics(path: Path) -> list[dict[str, float]]:
-    if not path.exists():
-        return []
-    rows = []
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            rows.append({k: number for k, v in row.items() if (number := _number(v)) is not None})
-    return rows
-
-
-def _number(text) -> float | None:
-    try:
-        return float(text)
-    except (TypeError, ValueError):
-        return None  # an empty cell (the metric was not logged at that step) or not a number
-
-
-def sweep_params(root: Path) -> dict[str, dict]:
-    """Run root directory -> the parameters `lit-llm sweep` gave it."""
-    params = {}
-    for state in root.rglob("sweep-state.json"):
-        try:
-            for run in json.loads(state.read_text()).get("runs", []):
-                params[str((state.parent / run["id"]).resolve())] = run.get("params", {})
-        except (ValueError, KeyError, TypeError):
-            continue  # a damaged state file only loses the parameter column
-    return params
-
-
-def find_runs(root: Path) -> tuple[list[Run], list[str]]:
-    """Every run under root (sorted by path), and the log directories skipped (no or unreadable summary)."""
-    params = sweep_params(root)
-    found, skipped = [], []
-    for log_dir in sorted({p.parent for p in root.rglob("metrics.csv")} | {p.parent for p in root.rglob("summary.json")}):
-        rel = log_dir.relative_to(root).as_posix()
-        try:
-            summary = json.loads((log_dir / "summary.json").read_text())
-        except (OSError, ValueError):
-            summary = None
-        if not isinstance(summary, dict):
-            skipped.append(rel)  # killed or still running: no summary yet
-            continue
-        run_root = log_dir.parent.parent if log_dir.parent.name == "lightning_logs" else log_dir
-        inside = root in run_root.parents  # not when RUNS_DIR is the log directory itself
-        name = run_root.relative_to(root).as_posix() if inside else run_root.resolve().name
-        found.append((run_root, log_dir, Run(name, log_dir, summary, read_metrics(log_dir / "metrics.csv"),
-                                              params.get(str(run_root.resolve()), {}))))
-    roots = [r for r, _, _ in found]
-    for run_root, log_dir, run in found:
-        if roots.count(run_root) > 1:  # several fits in one root: name the version
-            run.label += f" v{log_dir.name.rsplit('_', 1)[-1]}"
-    return [run for _, _, run in found], skipped
 
 
 # --- table and curve data -------------------------------------------------------------------------
@@ -169,7 +100,7 @@ def table_row(run: Run, keys: list[str]) -> dict:
 
 # --- figures --------------------------------------------------------------------------------------
 def _png(fig) -> str:
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # already loaded by curve_figures (why there, see there)
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
@@ -179,6 +110,7 @@ def _png(fig) -> str:
 
 def curve_figures(runs: list[Run]) -> list[tuple[str, str]]:
     """(title, base64 PNG) of the loss/ppl curves against tokens and FLOPs, and the throughput."""
+    # imported here: matplotlib is slow to import and only figures need it; Agg is chosen before pyplot loads
     import matplotlib
     import matplotlib.ticker
 
@@ -223,10 +155,8 @@ def _legend(fig, ax, n: int) -> None:
 
 # --- sections -------------------------------------------------------------------------------------
 def scaling_sections(root: Path, bootstrap: int) -> list[str]:
-    """The scaling fit of every sweep under root (lit_llm.scaling's loading, fit and plots), or why not."""
-    from lit_llm.scaling import MAX_EXPONENT, fit_all, load_points, plot_all
-
-    sweeps = sorted(p.parent for p in root.rglob("sweep-state.json"))
+    """The scaling fit of every sweep under root (lit_llm.studies.scaling's loading, fit and plots), or why not."""
+    sweeps = find_sweeps(root)
     if not sweeps:
         return ["<p class=note>No scaling fit: no sweep under this directory (a <code>sweep-state.json</code> "
                 "written by <code>lit-llm sweep</code>).</p>"]
@@ -265,13 +195,6 @@ def scaling_sections(root: Path, bootstrap: int) -> list[str]:
     return out
 
 
-def sweep_name(sweep: Path) -> str:
-    try:
-        return str(json.loads((sweep / "sweep-state.json").read_text())["sweep"].get("name") or sweep.resolve().name)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return sweep.resolve().name
-
-
 def render(root: Path, bootstrap: int) -> tuple[str, int]:
     """The page's HTML and the number of training runs in it."""
     runs, skipped = find_runs(root)
@@ -291,7 +214,7 @@ def render(root: Path, bootstrap: int) -> tuple[str, int]:
     title = f"lit_llm report: {root.resolve().name}"
     page = f"""<!DOCTYPE html>
 <html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>
-<script>{CHECK_SCRIPT}</script><style>{STYLE}</style></head><body>
+<style>{STYLE}</style></head><body>
 <h1>{html.escape(title)}</h1>
 <p class=note>{len(fits)} training runs under <code>{html.escape(str(root.resolve()))}</code>, {time.strftime('%Y-%m-%d %H:%M')}.
 Shared by all runs: {html.escape(', '.join(shared) or '–')}. {html.escape(' '.join(notes))}</p>
@@ -302,7 +225,7 @@ tokens/s: the run's mean over all devices (start-up and validation excluded); MF
 <h2>Curves</h2>{figures}
 <h2>Scaling</h2>{''.join(scaling_sections(root, bootstrap))}
 <h2>Samples</h2>{samples_section(root)}
-<pre id=selfcheck></pre><script>{SORT_SCRIPT}</script></body></html>
+<script>{SORT_SCRIPT}</script></body></html>
 """
     return page, len(fits)
 
@@ -334,17 +257,3 @@ def write_report(runs_dir: str | Path, out: str | Path, overwrite: bool = False,
             Path(tmp).unlink(missing_ok=True)
         raise LitLLMError(f"cannot write the report to {out}: {err.strerror or err}") from None
     return target
-
-
-def report_main(args: list[str]) -> int:
-    from jsonargparse import ArgumentParser
-
-    parser = ArgumentParser(prog="lit-llm report", description="A self-contained HTML report over runs.")
-    parser.add_argument("runs_dir", type=str, help="a run root, a sweep directory, or any tree of them")
-    parser.add_argument("--out", type=str, default="report", help=f"output directory (writes DIR/{REPORT_NAME})")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing report")
-    parser.add_argument("--bootstrap", type=int, default=20, help="bootstrap resamples of each sweep's scaling fit")
-    cfg = parser.parse_args(args)
-    path = write_report(cfg.runs_dir, cfg.out, cfg.overwrite, cfg.bootstrap)
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); open it in any browser, offline")
-    return 0

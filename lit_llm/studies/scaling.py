@@ -23,6 +23,7 @@ from scipy.optimize import minimize
 from scipy.special import logsumexp
 
 from lit_llm.errors import LitLLMError
+from lit_llm.studies.runs import fit_summaries
 
 DELTA = 1e-3
 MAX_EXPONENT = 3.0  # exponents are bounded to [0, 3]: one at the bound means the data do not pin it down
@@ -36,14 +37,10 @@ def load_points(source: str | Path, params: str = "non_embedding", metric: str =
         rows = wandb_rows(str(source)[6:], params, metric)
         source = Path(str(source))
     elif (source := Path(source)).is_dir():
-        for path in sorted(source.rglob("summary.json")):
-            s = json.loads(path.read_text())
-            if s.get(metric) is None or not s.get("tokens_seen"):
-                continue
-            if "flops_per_token" in s and "train_seconds" not in s:
-                continue  # lit_llm's summary of a `validate`/`test` of a checkpoint: that run's point again
-            n = s["params_non_embedding"] if params == "non_embedding" else s["params"]
-            rows.append((n, s["tokens_seen"], None, s[metric]))
+        key = "params_non_embedding" if params == "non_embedding" else "params"
+        for _, s in fit_summaries(source):  # not a `validate`/`test` of a checkpoint: that run's point again
+            if s.get(metric) is not None and s.get(key) and s.get("tokens_seen"):
+                rows.append((s[key], s["tokens_seen"], None, s[metric]))
     elif source.is_file():
         with open(source) as f:
             for r in csv.DictReader(f):
@@ -66,7 +63,7 @@ def load_points(source: str | Path, params: str = "non_embedding", metric: str =
 def wandb_rows(path: str, params: str, metric: str, api=None) -> list[tuple]:
     """(N, D, None, loss) of the finished runs of a W&B sweep ENTITY/PROJECT/SWEEP_ID (online)."""
     try:
-        import wandb
+        import wandb  # imported here: it takes seconds, and only wandb: sources need it
 
         api = api or wandb.Api(timeout=30)
         runs = api.sweep(path).runs
@@ -163,10 +160,10 @@ def fit_chinchilla(pts: dict, bootstrap: int = 100, seed: int = 0) -> dict:
     theta, value = fit_power_law(X, pts["loss"], chinchilla_starts())
     params = _chinchilla_params(theta)
     rng = np.random.default_rng(seed)
-    samples = []
+    samples, grid = [], chinchilla_starts()
     for _ in range(bootstrap):  # resample runs, refit from the full-data optimum and a few grid starts
         idx = rng.integers(0, len(X), len(X))
-        starts = [theta] + [chinchilla_starts()[i] for i in rng.choice(len(chinchilla_starts()), 4)]
+        starts = [theta] + [grid[i] for i in rng.choice(len(grid), 4)]
         t, _ = fit_power_law(X[idx], pts["loss"][idx], starts)
         samples.append(_chinchilla_params(t))
     ci = {k: [float(np.percentile([s[k] for s in samples], 2.5)), float(np.percentile([s[k] for s in samples], 97.5))]
@@ -231,6 +228,7 @@ def fit_all(pts: dict, bootstrap: int = 100, budget: float | None = None) -> dic
 
 # --- plots ----------------------------------------------------------------------------------------
 def plot_all(pts: dict, fit: dict, out: Path) -> list[Path]:
+    # imported here: matplotlib is slow to import and only plots need it; Agg is chosen before pyplot loads
     import matplotlib
 
     matplotlib.use("Agg")
@@ -280,24 +278,12 @@ def plot_all(pts: dict, fit: dict, out: Path) -> list[Path]:
     return files
 
 
-def scaling_main(args: list[str]) -> int:
-    from jsonargparse import ArgumentParser
-
-    parser = ArgumentParser(prog="lit-llm scaling", description="Scaling-law fits.")
-    parser.add_argument("action", type=str, help="fit")
-    parser.add_argument("input", type=str, help="a sweep directory (run summaries), a CSV (N, D, loss), or "
-                                                "wandb:ENTITY/PROJECT/SWEEP_ID (online)")
-    parser.add_argument("--out", type=str, default="scaling", help="output directory")
-    parser.add_argument("--params", type=str, default="non_embedding", help="non_embedding or total")
-    parser.add_argument("--metric", type=str, default="val/loss")
-    parser.add_argument("--bootstrap", type=int, default=100, help="bootstrap resamples for the CIs")
-    parser.add_argument("--budget", type=float | None, default=None, help="FLOPs for the compute-optimal report")
-    cfg = parser.parse_args(args)
-    if cfg.action != "fit":
-        raise LitLLMError(f"unknown action {cfg.action!r}: use `lit-llm scaling fit INPUT --out DIR`")
-    pts = load_points(cfg.input, cfg.params, cfg.metric)
-    fit = fit_all(pts, cfg.bootstrap, cfg.budget)
-    out = Path(cfg.out)
+def fit_to_dir(source: str, out: str | Path, params: str = "non_embedding", metric: str = "val/loss",
+               bootstrap: int = 100, budget: float | None = None) -> dict:
+    """`lit-llm scaling fit`: fits the runs of source, writes out/fit.json and the plots, prints the laws."""
+    pts = load_points(source, params, metric)
+    fit = fit_all(pts, bootstrap, budget)
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "fit.json").write_text(json.dumps(fit, indent=2))
     files = plot_all(pts, fit, out)
@@ -312,4 +298,4 @@ def scaling_main(args: list[str]) -> int:
     if iso and iso.get("a") is not None:
         print(f"isoFLOP (approach 2): N_opt ∝ C^{iso['a']:.3f} over {len(iso['groups'])} budgets")
     print(f"wrote {out / 'fit.json'} and {', '.join(f.name for f in files)}")
-    return 0
+    return fit

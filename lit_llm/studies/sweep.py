@@ -3,8 +3,8 @@
 The file is the same one `wandb sweep FILE` + `wandb agent` run online. Grid and random configurations
 follow W&B's semantics (grid: the cartesian product of `values` and inclusive `int_uniform` ranges, keys
 sorted, the last varying fastest; random: W&B's distributions); bayes asks W&B's open-source engine
-(`pip install sweeps==0.2.0`). Commands are rendered as the agent renders them (`${args}` -> `--k=v`).
-State lives in <out>/sweep-state.json, so an interrupted sweep resumes without re-running finished runs.
+(`pip install sweeps==0.2.0`, optional, imported only for bayes). Commands are rendered as the agent
+renders them (`${args}` -> `--k=v`). State lives in <out>/sweep-state.json, so an interrupted sweep resumes without re-running finished runs.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import math
 import os
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,6 +24,7 @@ import numpy as np
 import yaml
 
 from lit_llm.errors import LitLLMError
+from lit_llm.studies.runs import SWEEP_STATE, latest_summary, read_sweep_state
 
 METHODS = ("grid", "random", "bayes")
 
@@ -103,7 +105,7 @@ def random_config(parameters: dict, seed: int, index: int) -> dict:
 
 
 def bayes_config(sweep: dict, finished: list[dict]) -> dict | None:
-    try:
+    try:  # imported here: an optional dependency that only bayes needs
         import sweeps as engine
     except ImportError:
         raise LitLLMError("method: bayes needs W&B's sweep engine: pip install 'sweeps==0.2.0' "
@@ -160,10 +162,13 @@ class SweepRunner:
         self.out = Path(out or Path("runs") / "sweeps" / self.name)
         self.count, self.parallel, self.dry_run, self.seed = count, max(1, parallel), dry_run, seed
         self.metric = self.sweep.get("metric", {}).get("name", "val/loss")
-        self.state_path = self.out / "sweep-state.json"
+        self.state_path = self.out / SWEEP_STATE
         self.runs: list[dict] = []
+        self.lock = threading.RLock()  # --parallel: one thread at a time changes the runs and writes the state
         if self.state_path.exists():
-            self.runs = json.loads(self.state_path.read_text())["runs"]
+            self.runs = read_sweep_state(self.out).get("runs")
+            if not isinstance(self.runs, list):
+                raise LitLLMError(f"{self.state_path} holds no list of runs: move it away to start afresh")
 
     def planned(self) -> list[dict]:
         """The runs this sweep will have (grid, random); bayes proposes them one at a time."""
@@ -191,11 +196,15 @@ class SweepRunner:
     def tags(self) -> list[str]:
         return [f"sweep:{self.name}", f"method:{self.sweep['method']}"]
 
-    def save(self) -> None:
-        self.out.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"sweep": self.sweep, "runs": self.runs}, indent=2, default=str))
-        os.replace(tmp, self.state_path)
+    def save(self, run: dict | None = None, **changes) -> None:
+        """Applies changes to a run and writes the state (atomically: through a file and a rename)."""
+        with self.lock:
+            if run is not None:
+                run.update(changes)
+            self.out.mkdir(parents=True, exist_ok=True)
+            tmp = self.state_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"sweep": self.sweep, "runs": self.runs}, indent=2, default=str))
+            os.replace(tmp, self.state_path)
 
     def record(self, run: dict) -> dict:
         known = {r["id"]: r for r in self.runs}
@@ -214,17 +223,13 @@ class SweepRunner:
             # runs side by side must not each spin a thread per core: oversubscribed CPUs crawl
             env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // self.parallel))
         start = time.time()
-        run.update(status="running", command=cmd)
-        self.save()
+        self.save(run, status="running", command=cmd)
         with open(root / "output.log", "w") as log:
             rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
-        run["seconds"] = round(time.time() - start, 1)
-        summaries = sorted(root.glob("lightning_logs/*/summary.json"))
-        summary = json.loads(summaries[-1].read_text()) if summaries else {}
-        run["metric"] = summary.get(self.metric)
-        run["summary"] = str(summaries[-1]) if summaries else None
-        run["status"] = "finished" if rc == 0 else f"failed (exit {rc}, see {root / 'output.log'})"
-        self.save()
+        path, summary = latest_summary(root) or (None, {})
+        self.save(run, seconds=round(time.time() - start, 1), metric=summary.get(self.metric),
+                  summary=str(path) if path else None,
+                  status="finished" if rc == 0 else f"failed (exit {rc}, see {root / 'output.log'})")
         shown = ", ".join(f"{k}={v}" for k, v in run["params"].items())
         result = f"{self.metric} {run['metric']:.4f}" if isinstance(run["metric"], float) else run["status"]
         print(f"[{position}] {run['id']} {shown} -> {result} ({run['seconds']:.0f} s)", flush=True)

@@ -1,33 +1,18 @@
-"""The HTML pieces of `lit-llm report` (lit_llm/report.py): the runs and evaluations tables, samples,
-the style and the two small scripts (table sorting, and the self-check the browser test reads)."""
+"""The HTML pieces of `lit-llm report` (lit_llm/studies/report.py): the runs and evaluations tables,
+samples, the style and the table-sorting script."""
 
 from __future__ import annotations
 
 import html
-import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from lit_llm.report import Run
-
-
-def _jsonl(path: Path) -> list[dict]:
-    items = []
-    for line in path.read_text().splitlines():
-        try:
-            item = json.loads(line)
-        except ValueError:
-            continue  # a line cut short by a kill
-        if isinstance(item, dict):
-            items.append(item)
-    return items
+from lit_llm.studies.runs import Run, read_jsonl
 
 
 def training_samples(root: Path, path: Path) -> list[str]:
     """The samples a fit generated at its first and its last validation (samples.jsonl)."""
-    items = _jsonl(path)
+    items = read_jsonl(path)
     steps = sorted({item.get("step") for item in items if isinstance(item.get("step"), int)})
     if not steps:
         return []
@@ -53,7 +38,7 @@ def samples_section(root: Path, limit: int = 8) -> str:
                 "<code>lit-llm predict --ckpt_path CKPT --data.prompts FILE</code> (<code>predictions.jsonl</code>).</p>")
     parts = [part for path in train_files for part in training_samples(root, path)]
     for path in files:
-        items = _jsonl(path)
+        items = read_jsonl(path)
         parts.append(f"<h3>{html.escape(path.parent.relative_to(root).as_posix())}: predict</h3>")
         for item in items[:limit]:
             parts.append(f"<div class=sample><b>{html.escape(repr(item.get('prompt', '')))}</b>"
@@ -118,12 +103,7 @@ table{border-collapse:collapse;margin:8px 0 16px}th,td{border:1px solid #ddd;pad
 td:nth-child(-n+3){text-align:left}th{background:#f3f3f3;cursor:pointer;user-select:none}
 th[data-dir=asc]::after{content:" ▲"}th[data-dir=desc]::after{content:" ▼"}tbody tr:nth-child(even){background:#fafafa}
 img{max-width:100%;border:1px solid #eee;margin:4px}.row img{max-width:32%}.note{color:#666}
-.sample pre{background:#f7f7f7;padding:6px;white-space:pre-wrap;margin:2px 0 10px}#selfcheck{display:none}"""
-
-# Errors are caught from the first script on (before anything else runs), console.error included.
-CHECK_SCRIPT = """window.reportErrors=[];
-addEventListener('error',e=>reportErrors.push(String(e.message||('failed to load '+(e.target&&e.target.tagName)))),true);
-const consoleError=console.error;console.error=(...a)=>{reportErrors.push(a.join(' '));consoleError(...a)};"""
+.sample pre{background:#f7f7f7;padding:6px;white-space:pre-wrap;margin:2px 0 10px}"""
 
 # Click a header to sort by it (again to reverse); numeric cells sort by data-v, missing values last.
 SORT_SCRIPT = """document.querySelectorAll('table.sortable th').forEach((th,i)=>th.addEventListener('click',()=>{
@@ -132,7 +112,4 @@ th.parentNode.querySelectorAll('th').forEach(h=>delete h.dataset.dir);th.dataset
 const key=r=>{const c=r.cells[i];return c.dataset.v===undefined?c.textContent:parseFloat(c.dataset.v)};
 [...body.rows].sort((a,b)=>{const x=key(a),y=key(b);
 if(typeof x==='number'){if(isNaN(x)||isNaN(y))return isNaN(x)-isNaN(y);return asc?x-y:y-x}
-return(asc?1:-1)*x.localeCompare(y,undefined,{numeric:true})}).forEach(r=>body.appendChild(r))}));
-addEventListener('load',()=>{document.getElementById('selfcheck').textContent=JSON.stringify({
-rows:document.querySelectorAll('#runs tbody tr').length,
-images:[...document.images].map(im=>[im.naturalWidth,im.naturalHeight]),errors:reportErrors})});"""
+return(asc?1:-1)*x.localeCompare(y,undefined,{numeric:true})}).forEach(r=>body.appendChild(r))}));"""
