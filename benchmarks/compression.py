@@ -5,7 +5,7 @@ Trains a base model (or takes --checkpoint), then compares on the same validatio
   pruned X% one-shot  the base model's block Linear weights L1-pruned to X%, no further training
   pruned X%           the base model fine-tuned with GPTPruning (cubic schedule to X% over 3/4 of the steps)
   int8                the baseline with dynamic int8 quantization of every Linear (CPU)
-Pruned models are saved as checkpoints and reloaded through lit_llm.checkpoints.load_model (a plain GPT),
+Pruned models are saved as checkpoints and reloaded through LanguageModel.from_checkpoint (plain weights),
 so the table also shows that pruned checkpoints load without masks.
 
     python benchmarks/compression.py --corpus ../shared/data/tinyshakespeare.txt

@@ -225,7 +225,7 @@ def val_losses(model, prepared, block: int, batch: int, seed: int) -> dict:
 def reference(args, outdir: Path) -> None:
     """Train the plain PyTorch loop for --steps per seed and report its val loss, exact and nanoGPT-style,
     next to the Lightning run's checkpoint of the same seed (if the quality part ran)."""
-    from lit_llm.generate import load_checkpoint
+    from lit_llm.checkpoints import load_model
 
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [1337]
     rows = []
@@ -234,7 +234,7 @@ def reference(args, outdir: Path) -> None:
         p = plain_loop(args.corpus, args.steps, seed)
         plain = val_losses(p["model"], p["prepared"], 64, 12, seed)
         ckpts = sorted((outdir / f"gpt2-exact-seed{seed}").glob("checkpoints/last*.ckpt"))
-        light = val_losses(load_checkpoint(str(ckpts[-1]))[0], p["prepared"], 64, 12, seed) if ckpts else None
+        light = val_losses(load_model(str(ckpts[-1]))[0], p["prepared"], 64, 12, seed) if ckpts else None
         rows.append((seed, plain, light))
         print(f"  plain {plain}  lightning {light}", flush=True)
     print(f"\nReference: gpt2-exact, {args.steps} steps; val loss exact (whole split) and nanoGPT's estimate "

@@ -13,6 +13,7 @@ from lit_llm.cli.main import main
 from lit_llm.model.quantize import quantize_int8, state_dict_mb
 from lit_llm.training.callbacks.pruning import block_linears, target_sparsity
 from lit_llm.data.datamodule import TextDataModule
+from lit_llm.training.module import LanguageModel
 from tests.test_cli import fit_args
 
 CONFIGS = Path(__file__).parents[1] / "configs"
@@ -83,7 +84,6 @@ def test_resumed_pruning_keeps_the_zeros(tiny_text, tmp_path):
     import torch.nn.utils.prune as prune
 
     from lit_llm.training.callbacks.pruning import GPTPruning, sparsity
-    from lit_llm.training.module import LanguageModel
 
     dm = TextDataModule(str(tiny_text), "char", block_size=16, batch_size=4)
     torch.manual_seed(0)

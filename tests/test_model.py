@@ -163,7 +163,7 @@ def test_cpu_peak_measurement_leaves_the_global_rng_alone():
 
 def test_generation_never_samples_padding_mask_or_unknown():
     from lit_llm.data.tokenizer import MASK, PAD, UNK, char_tokenizer
-    from lit_llm.model.generation import generate_text
+    from lit_llm.model.generation import SamplingSettings, generate_text
 
     tok = char_tokenizer(["abc"])  # 3 characters + 4 specials: a random model samples specials often
     torch.manual_seed(0)
@@ -171,5 +171,5 @@ def test_generation_never_samples_padding_mask_or_unknown():
     never = {tok.token_to_id(t) for t in (PAD, MASK, UNK)}
     sampled = model.generate(torch.tensor([[0]]), 200, temperature=2.0, generator=torch.Generator().manual_seed(0))
     assert never & set(sampled[0].tolist()), "the check below would prove nothing"
-    text = generate_text(model, tok, "a", max_new_tokens=200, temperature=2.0, top_k=None)[0]
+    text = generate_text(model, tok, "a", SamplingSettings(max_new_tokens=200, temperature=2.0, top_k=None))[0]
     assert not any(t in text for t in (PAD, MASK, UNK)) and len(text) > 1

@@ -64,6 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     except LitLLMError as err:
         print(f"lit-llm: error: {err}", file=sys.stderr)
         return 2
+    except ValueError as err:  # jsonargparse wraps errors of linked values (the data's vocabulary, labels...)
+        cause = err.__cause__ or err.__context__
+        if not isinstance(cause, LitLLMError):
+            raise
+        print(f"lit-llm: error: {cause}", file=sys.stderr)
+        return 2
     except MisconfigurationException as err:  # e.g. configs/trainer/gpu.yaml on a machine without a GPU
         print(f"lit-llm: error: {err} (Lightning; check --trainer.accelerator/devices/strategy)", file=sys.stderr)
         return 2

@@ -124,8 +124,8 @@ class RunCheckpoint(CheckpointHooks):
         if validation_follows(trainer):
             self.defer_save_until_validation()
             return
-        self.save_best(trainer)
-        self.save_last(trainer)
+        self.write_best_checkpoint(trainer)
+        self.write_last_checkpoint(trainer)
 
     def on_validation_end(self, trainer, pl_module) -> None:
         super().on_validation_end(trainer, pl_module)
@@ -136,14 +136,14 @@ class RunCheckpoint(CheckpointHooks):
     def _save_and_stop(self, trainer) -> None:
         """last.ckpt now; Lightning then raises SIGTERMException at the end of the step (`lit-llm` exits 143)."""
         if self.last_saved_step() != trainer.global_step:
-            self.save_last(trainer)
+            self.write_last_checkpoint(trainer)
         if trainer.is_global_zero:
             print(f"lit-llm: stop requested by a signal: saved {self.last_model_path} at step "
                   f"{trainer.global_step}; resume with --ckpt_path last", file=sys.stderr, flush=True)
         stop_after_this_step(trainer)
 
     def _periodic_save_due(self, trainer) -> bool:
-        every = self.every_n_steps()
+        every = self.periodic_steps()
         by_steps = every >= 1 and trainer.global_step % every == 0
         by_time = False
         interval = self.time_interval_seconds()

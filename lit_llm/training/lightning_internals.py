@@ -15,10 +15,10 @@ from pathlib import Path
 
 import lightning
 import lightning as L
-from lightning.fabric.loggers.csv_logs import _ExperimentWriter
-from lightning.pytorch.callbacks import ModelCheckpoint, ModelPruning
+from lightning.pytorch.callbacks import ModelCheckpoint, ModelPruning, RichProgressBar
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 from lit_llm.checkpoints import read_checkpoint
 from lit_llm.errors import LitLLMError
@@ -83,10 +83,10 @@ class CheckpointHooks(ModelCheckpoint):
     def last_saved_step(self) -> int:
         return self._last_global_step_saved
 
-    def save_last(self, trainer: L.Trainer) -> None:
+    def write_last_checkpoint(self, trainer: L.Trainer) -> None:
         self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
-    def save_best(self, trainer: L.Trainer) -> None:
+    def write_best_checkpoint(self, trainer: L.Trainer) -> None:
         """The top-k file by the monitored metric, when the metric exists yet (or nothing is monitored)."""
         candidates = self._monitor_candidates(trainer)
         if self.monitor is None or self.monitor in candidates:
@@ -95,7 +95,7 @@ class CheckpointHooks(ModelCheckpoint):
     def skips_saving(self, trainer: L.Trainer) -> bool:
         return self._should_skip_saving_checkpoint(trainer)
 
-    def every_n_steps(self) -> int:
+    def periodic_steps(self) -> int:
         return self._every_n_train_steps
 
     def time_interval_seconds(self) -> float | None:
@@ -119,6 +119,17 @@ def set_pruning_targets(callback: ModelPruning, parameters: list) -> None:
     callback._parameters_to_prune = parameters
 
 
+# --- the progress bar --------------------------------------------------------------------------------
+class ProgressBarHooks(RichProgressBar):
+    """RichProgressBar with a public hook for the training bar's label."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        return self.train_description(current_epoch)
+
+    def train_description(self, current_epoch: int) -> str:
+        return super()._get_train_description(current_epoch)
+
+
 # --- loggers ----------------------------------------------------------------------------------------
 def wandb_run_started(logger: WandbLogger) -> bool:
     """Whether the W&B run exists (asking `logger.experiment` would start one)."""
@@ -137,7 +148,7 @@ def forget_wandb_run_id(logger: WandbLogger) -> None:
     logger._id = None
 
 
-def csv_experiment(logger: CSVLogger, make_writer) -> _ExperimentWriter:
+def csv_experiment(logger: CSVLogger, make_writer) -> ExperimentWriter:
     """CSVLogger's experiment, created once by make_writer(log_dir) (call it on rank zero only)."""
     if logger._experiment is None:
         logger._fs.makedirs(logger.root_dir, exist_ok=True)
@@ -145,7 +156,7 @@ def csv_experiment(logger: CSVLogger, make_writer) -> _ExperimentWriter:
     return logger._experiment
 
 
-class ContinuingWriter(_ExperimentWriter):
+class ContinuingWriter(ExperimentWriter):
     """Lightning's CSV writer deletes an existing metrics.csv in its directory; this one keeps it, after
     `prepare(path)` has rewritten it (prepare returns the file's column names, or None when it is absent)."""
 

@@ -19,4 +19,4 @@ class FinalValidation(Callback):
     def on_train_end(self, trainer, pl_module) -> None:
         ckpt = trainer.checkpoint_callback
         if isinstance(ckpt, RunCheckpoint) and ckpt.save_last and ckpt.last_saved_step() != trainer.global_step:
-            ckpt.save_last(trainer)
+            ckpt.write_last_checkpoint(trainer)

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import lightning as L
-from lightning.pytorch.callbacks import RichModelSummary, RichProgressBar
+from lightning.pytorch.callbacks import RichModelSummary
 from lightning.pytorch.utilities.model_summary import get_human_readable_count
 from rich import get_console
 from rich.table import Table
 
+from lit_llm.training.lightning_internals import ProgressBarHooks
 
-class StepProgressBar(RichProgressBar):
+
+class StepProgressBar(ProgressBarHooks):
     """Rich progress bar that labels training by steps: a fit is one endless epoch of random windows, so
     Lightning's "Epoch 0/-2" (max_epochs -1) says nothing."""
 
-    def _get_train_description(self, current_epoch: int) -> str:
+    def train_description(self, current_epoch: int) -> str:
         limit = self.trainer.max_steps
         text = f"Training to step {limit}" if limit and limit > 0 else "Training"
         return f"{text:{len(self.validation_description)}}"
