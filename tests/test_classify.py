@@ -64,7 +64,7 @@ def test_transformer_learns_the_task_and_logged_metrics_match_a_hand_count(senti
     model.eval()
     dm = ClassificationDataModule("data.csv", tokenizer="bpe", vocab_size=512, max_length=64)
     dm.load()
-    assert dm.tokenizer_json == ckpt["lit_llm_classifier"]["tokenizer_json"]  # same split, same tokenizer
+    assert dm.tokenizer_json() == ckpt["lit_llm_classifier"]["tokenizer_json"]  # same split, same tokenizer
     preds, labels = [], []
     with torch.no_grad():
         for i in dm.indices["test"]:  # one text at a time: no padding at all

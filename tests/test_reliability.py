@@ -3,7 +3,6 @@ loss guard, one-line errors for bad input with nothing on disk changed, and no s
 
 import hashlib
 import os
-import random
 import resource
 import signal
 import subprocess
@@ -12,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import kill_point
 import torch
 
 from lit_llm.cli.main import main
@@ -100,7 +100,7 @@ def test_signal_saves_checkpoint_then_resume_is_exact(reference, tmp_path, signu
     cmd = fit_cmd(corpus, root, "--checkpoint.every_n_train_steps", "1")
     proc = subprocess.Popen(with_slow_saves(cmd, 0.05), env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
-    wait_for_step(root, random.Random().randint(3, 22), proc)
+    wait_for_step(root, kill_point(3, 22), proc)
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 143, err[-2000:]

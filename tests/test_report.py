@@ -63,7 +63,7 @@ def runs_dir(tmp_path_factory) -> Path:
         prompts = base / "prompts.txt"
         prompts.write_text("ROMEO:\nJULIET:\n")
         assert main(["predict", "--ckpt_path", ckpt, *data_args(corpus, cache), "--data.prompts", str(prompts),
-                     "--model.sample_max_new_tokens", "8", "--trainer.default_root_dir", str(sweep / "run-001")]) == 0
+                     "--samples.max_new_tokens", "8", "--trainer.default_root_dir", str(sweep / "run-001")]) == 0
     finally:
         os.chdir(cwd)
     return base / "runs"

@@ -2,7 +2,6 @@
 
 import csv
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -10,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import kill_point
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,7 +57,7 @@ def test_kill_9_then_resume_equals_uninterrupted_run(tiny_text, tmp_path):
                             start_new_session=True)
     # checkpoints every 3 steps (lit_llm saves them before the first validation too; one that falls on a step
     # that validates is written after the validation)
-    kill_at = random.Random().randint(4, 24)
+    kill_at = kill_point(4, 24)
     wait_for_step(killed, kill_at, proc)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()

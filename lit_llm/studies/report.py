@@ -37,8 +37,7 @@ REPORT_NAME = "report.html"
 # config keys worth showing when they differ between runs (paths and names never are)
 HIGHLIGHT_PREFIXES = ("model.", "data.", "max_tokens", "tokens_per_step", "seed_everything", "trainer.max_steps",
                       "trainer.accumulate_grad_batches", "trainer.precision", "trainer.devices", "trainer.num_nodes")
-NOT_HIGHLIGHTS = ("data.cache_dir", "data.prompts", "data.num_workers", "data.eval_batch_size",
-                  "model.sample_max_new_tokens", "model.sample_temperature", "model.sample_top_k")
+NOT_HIGHLIGHTS = ("data.cache_dir", "data.prompts", "data.num_workers", "data.eval_batch_size")
 SHARED_KEYS = ("data.corpus", "data.tokenizer", "data.block_size", "data.batch_size", "model.lr", "model.norm",
                "model.pos", "model.mlp")
 
