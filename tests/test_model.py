@@ -61,7 +61,7 @@ def test_kv_cache_logits_match_full_forward():
 def test_param_counts_and_flops():
     model = tiny("gpt2")
     c = model.config
-    total = sum(p.numel() for p in model.parameters())
+    total = sum(p.numel() for p in model.parameters()) - model.padding_params()  # padding rows are not parameters
     assert model.num_params(non_embedding=False) == total
     assert model.num_params() == total - c.vocab_size * c.n_embd - c.block_size * c.n_embd
     per_layer = 12 * c.n_embd**2 + 13 * c.n_embd  # attention 4C^2+4C, MLP 8C^2+5C, two LayerNorms 4C
@@ -178,3 +178,24 @@ def test_generation_never_samples_padding_mask_or_unknown():
     assert never & set(sampled[0].tolist()), "the check below would prove nothing"
     text = generate_text(model, tok, "a", SamplingSettings(max_new_tokens=200, temperature=2.0, top_k=None))[0]
     assert not any(t in text for t in (PAD, MASK, UNK)) and len(text) > 1
+
+
+def test_vocabulary_padding_changes_no_logit_and_no_generated_token():
+    """Padding the embedding and head rows (65 -> 128) leaves the init of every real weight, the logits
+    (vocab_size columns) and sampled text unchanged, and weights load across paddings."""
+    cfg = dict(vocab_size=65, block_size=16, n_layer=2, n_head=2, n_embd=32)
+    torch.manual_seed(0)
+    plain = GPT(GPTConfig(**cfg, pad_vocab_to=1))
+    torch.manual_seed(0)
+    padded = GPT(GPTConfig(**cfg, pad_vocab_to=64))
+    assert padded.wte.weight.shape[0] == 128 and not padded.wte.weight[65:].any()
+    assert plain.num_params() == padded.num_params() and plain.flops_per_token() == padded.flops_per_token()
+    idx = torch.randint(0, 65, (2, 16))
+    assert torch.equal(plain(idx), padded(idx)) and padded(idx).shape[-1] == 65
+    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    assert torch.equal(plain.generate(idx[:, :4], 20, temperature=1.0, generator=g()),
+                       padded.generate(idx[:, :4], 20, temperature=1.0, generator=g()))
+    other = GPT(GPTConfig(**cfg, pad_vocab_to=64))
+    other.load_state_dict(plain.state_dict())  # 65 rows into 128
+    assert torch.equal(other(idx), plain(idx))
+    plain.load_state_dict(padded.state_dict())  # and back

@@ -82,3 +82,41 @@ def test_lr_schedule_warmup_cosine_floor():
     assert lrs[55] == pytest.approx(1e-4 + 0.5 * 0.9e-3)  # halfway through the cosine
     assert lrs[100] == lrs[119] == pytest.approx(1e-4)
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+
+
+def test_grad_scaler_skips_are_not_failures(tiny_text, tmp_path):
+    """16-mixed: a GradScaler starting at 2^40 overflows fp16 for its first steps and skips them (its normal
+    scale search). The non-finite guard must leave those to it: with max_nonfinite_skips=0 training still
+    runs to the end, with finite weights, and the scaler did skip."""
+    from lightning.pytorch.plugins.precision import MixedPrecision
+
+    dm = TextDataModule(str(tiny_text), "char", block_size=16, batch_size=4, cache_dir=str(tmp_path / "cache"))
+    model = LanguageModel(vocab_size=dm.prepare_once().vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=32,
+                          warmup_steps=0, max_nonfinite_skips=0)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**40)
+    trainer = L.Trainer(max_steps=12, accelerator="cpu", plugins=[MixedPrecision("16-mixed", "cpu", scaler=scaler)],
+                        gradient_clip_val=1.0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0, log_every_n_steps=1)
+    trainer.fit(model, datamodule=dm)
+    assert trainer.global_step == 12
+    assert scaler.get_scale() < 2.0**40  # it found overflows and backed off
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert model.guard.skips is None  # nothing counted against the limit
+
+
+def test_chunked_loss_equals_the_plain_one(tiny_text):
+    """token_nll in chunks (each upcast to fp32 inside a checkpoint) equals one F.cross_entropy over all
+    positions, in value (1e-6 relative) and gradient, with ignored targets in the batch."""
+    from lit_llm.training.objectives import token_nll
+
+    torch.manual_seed(0)
+    logits = torch.randn(3, 40, 301, requires_grad=True)
+    targets = torch.randint(0, 301, (3, 40))
+    targets[1, :7] = -1
+    plain = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-1, reduction="sum")
+    (g_plain,) = torch.autograd.grad(plain, logits)
+    chunked, n = token_nll(logits, targets, chunk_rows=17)
+    (g_chunked,) = torch.autograd.grad(chunked, logits)
+    assert int(n) == 3 * 40 - 7
+    assert abs(float(chunked) - float(plain)) <= 1e-6 * abs(float(plain))
+    assert torch.allclose(g_chunked, g_plain, atol=1e-7)

@@ -24,7 +24,7 @@ from tokenizers import Tokenizer
 from lit_llm.checkpoints import META_CONFIG, META_TOKENIZER, Source, read_source
 from lit_llm.data.tokenizer import build_tokenizer
 from lit_llm.errors import LitLLMError
-from lit_llm.model.gpt import ARCH_FIELDS, GPT, GPTConfig
+from lit_llm.model.gpt import ARCH_FIELDS, GPT, GPTConfig, resize_vocab_rows
 from lit_llm.model.hf import is_hf_dir, need_safetensors, read_hf_tokenizer, write_hf_dir
 
 
@@ -117,6 +117,7 @@ def export_safetensors(ckpt: str, out: str) -> None:
     refuse_existing(out_path)
     source = read_source(ckpt)
     sd = dict(source.state_dict)
+    resize_vocab_rows(sd, source.config.vocab_size)  # exactly vocab_size rows, whatever our padding
     if source.config.tie_embeddings:
         sd.pop("lm_head.weight")  # the same tensor as wte.weight; safetensors stores no aliases
     metadata = {"format": "pt", META_CONFIG: json.dumps(asdict(source.config))}

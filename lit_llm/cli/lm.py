@@ -49,6 +49,10 @@ class LitLLMCLI(BaseCLI):
         model, data = self.value(self.config_init, "model"), self.value(self.config_init, "data")
         tokenizer_json = (data.prepare_once().path / "tokenizer.json").read_text()
         model.check_compatible(resume["lit_llm"], tokenizer_json)
+        saved = resume["lit_llm"].get("model_config", {}).get("pad_vocab_to", 1)  # unpadded before it existed
+        if saved != model.config.pad_vocab_to:  # the optimizer's moments have the saved row count
+            raise LitLLMError(f"the checkpoint pads the vocabulary to a multiple of {saved}: resume with "
+                              f"--model.system.pad_vocab_to {saved}")
 
     def after_trainer(self, trainer) -> None:
         """--tokens_per_step sets the accumulation, --max_tokens the step count (both need the world size)."""

@@ -116,7 +116,7 @@ class TextDataModule(L.LightningDataModule):
         data = RandomWindows(self.stream("train"), self.block_size, self.batch_size, self.seed,
                              rank, world, start=self.train_batches_consumed, segments=segments, weights=weights)
         return DataLoader(data, batch_size=None, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
+                          persistent_workers=self.num_workers > 0, pin_memory=self.pin_memory())
 
     def _eval_dataloader(self, split: str) -> DataLoader:
         tokens = self.stream(split)
@@ -128,7 +128,12 @@ class TextDataModule(L.LightningDataModule):
                               f"raise --data.{split}_fraction")
         rank, world = self._rank_world()
         return DataLoader(SequentialWindows(tokens, self.block_size, rank, world),
-                          batch_size=self.eval_batch_size, num_workers=self.num_workers)
+                          batch_size=self.eval_batch_size, num_workers=self.num_workers, pin_memory=self.pin_memory())
+
+    def pin_memory(self) -> bool:
+        """Page-locked host batches on CUDA: their copy to the GPU is asynchronous."""
+        trainer = self.trainer
+        return trainer is not None and trainer.strategy.root_device.type == "cuda"
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_dataloader("val")
@@ -149,7 +154,7 @@ class TextDataModule(L.LightningDataModule):
     def on_before_batch_transfer(self, batch, dataloader_idx: int):
         trainer = self.trainer
         if trainer is not None and trainer.training and "index" in batch:
-            self.train_batches_consumed = int(batch["index"]) + 1
+            self.train_batches_consumed = batch["index"] + 1
         return batch
 
     def state_dict(self) -> dict:

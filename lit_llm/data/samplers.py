@@ -85,7 +85,7 @@ class RandomWindows(IterableDataset):
         offsets = a + sample_offsets(self.seed, ids, 2**62) % (b - a - self.T)
         windows = self.tokens.gather(offsets, self.T + 1)
         return {"tokens": torch.from_numpy(windows.astype(np.int64)), "sample_ids": torch.from_numpy(ids),
-                "index": torch.tensor(k)}
+                "index": k}  # a Python int: reading the resume point needs no tensor read
 
     def __iter__(self):
         info = get_worker_info()

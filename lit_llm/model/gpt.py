@@ -49,13 +49,17 @@ class GPTConfig:
     norm_eps: float = 1e-5
     causal: bool = True
     """False: bidirectional attention (masked LM); KV-cache generation needs causal attention."""
+    pad_vocab_to: int = 64
+    """The embedding and head get rows up to a multiple of this (faster matmuls: GPT-2's 50257 -> 50304).
+    Padding rows are zero, never scored and never sampled; 1 = no padding. Invisible outside the model:
+    logits have vocab_size columns, and weights load and export at any padding."""
 
     def __post_init__(self) -> None:
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         if self.pos == "rope" and (self.n_embd // self.n_head) % 2:
             raise ValueError(f"rope needs an even head size, got {self.n_embd // self.n_head}")
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "pad_vocab_to"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if not self.n_ff:
@@ -65,27 +69,60 @@ class GPTConfig:
     def head_size(self) -> int:
         return self.n_embd // self.n_head
 
+    @property
+    def padded_vocab_size(self) -> int:
+        return -(-self.vocab_size // self.pad_vocab_to) * self.pad_vocab_to
+
 
 # What a model's weights and function depend on, so checkpoints, fine-tuning sources and the CLI compare
 # these (dropout is a training setting; norm_eps and causal are fixed by the objective and mode).
-ARCH_FIELDS = tuple(f.name for f in fields(GPTConfig) if f.name not in ("dropout", "norm_eps", "causal"))
+ARCH_FIELDS = tuple(f.name for f in fields(GPTConfig)
+                    if f.name not in ("dropout", "norm_eps", "causal", "pad_vocab_to"))
+VOCAB_ROWS = ("wte.weight", "lm_head.weight")  # the weights with one row per token id
+
+
+def resize_vocab_rows(state_dict: dict, rows: int, prefix: str = "") -> None:
+    """Pad (with zeros) or cut the token rows of a GPT state dict in place to `rows`: weights saved at one
+    vocabulary padding load at another, and exports hold exactly vocab_size rows."""
+    for key in (prefix + k for k in VOCAB_ROWS):
+        if key in state_dict and state_dict[key].size(0) != rows:
+            w = state_dict[key]
+            state_dict[key] = w[:rows] if w.size(0) > rows else torch.cat((w, w.new_zeros(rows - w.size(0), *w.shape[1:])))
 
 
 class Linear(nn.Linear):
     """nn.Linear with GPT-2's init, N(0, std) weights and zero bias, in reset_parameters: the method FSDP
-    calls when it materialises weights built on the meta device, so that path gets the same init."""
+    calls when it materialises weights built on the meta device, so that path gets the same init. Rows
+    from `real_rows` on (vocabulary padding) are zero."""
 
     std = 0.02
 
+    def __init__(self, n_in: int, n_out: int, bias: bool = True, real_rows: int | None = None) -> None:
+        self.real_rows = real_rows  # before nn.Linear's __init__, which already calls reset_parameters
+        super().__init__(n_in, n_out, bias=bias)
+
     def reset_parameters(self) -> None:
-        nn.init.normal_(self.weight, mean=0.0, std=self.std)
+        init_rows(self.weight, self.real_rows, self.std)
         if self.bias is not None:
             nn.init.zeros_(self.bias)
 
 
 class Embedding(nn.Embedding):
+    def __init__(self, rows: int, dim: int, real_rows: int | None = None) -> None:
+        self.real_rows = real_rows
+        super().__init__(rows, dim)
+
     def reset_parameters(self) -> None:
-        nn.init.normal_(self.weight, mean=0.0, std=0.02)
+        init_rows(self.weight, self.real_rows, 0.02)
+
+
+def init_rows(weight: torch.Tensor, real_rows: int | None, std: float) -> None:
+    """N(0, std) on the first real_rows rows (all when None), zeros after: the random draws are those of an
+    unpadded weight, so padding changes no other parameter's init."""
+    real = weight[:real_rows] if real_rows is not None else weight
+    nn.init.normal_(real, mean=0.0, std=std)
+    if real_rows is not None:
+        nn.init.zeros_(weight[real_rows:])
 
 
 def residual_linear(n_in: int, n_out: int, config: GPTConfig) -> Linear:
@@ -207,12 +244,13 @@ class GPT(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.config = config
-        self.wte = Embedding(config.vocab_size, config.n_embd)
+        V, padded = config.vocab_size, config.padded_vocab_size
+        self.wte = Embedding(padded, config.n_embd, real_rows=V)
         self.wpe = Embedding(config.block_size, config.n_embd) if config.pos == "learned" else None
         self.drop = nn.Dropout(config.dropout)
         self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = make_norm(config)
-        self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = Linear(config.n_embd, padded, bias=False, real_rows=V)
         if config.tie_embeddings:
             self.lm_head.weight = self.wte.weight
         self.checkpoint_blocks = False  # activation checkpointing: recompute each block in backward
@@ -220,7 +258,11 @@ class GPT(nn.Module):
             cos, sin = rope_cache(config)
             self.register_buffer("rope_cos", cos, persistent=False)
             self.register_buffer("rope_sin", sin, persistent=False)
+        self.register_load_state_dict_pre_hook(self._fit_vocab_rows)
         self.init_weights()
+
+    def _fit_vocab_rows(self, module, state_dict, prefix, *args) -> None:
+        resize_vocab_rows(state_dict, self.config.padded_vocab_size, prefix)
 
     @torch.no_grad()
     def init_weights(self) -> None:
@@ -238,33 +280,41 @@ class GPT(nn.Module):
 
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameter count. non_embedding drops the token and position tables (Kaplan et al.'s N);
-        an untied lm_head is kept, a tied one is the token table."""
-        n = sum(p.numel() for p in self.parameters())
+        an untied lm_head is kept, a tied one is the token table. Vocabulary padding rows are not counted."""
+        n = sum(p.numel() for p in self.parameters()) - self.padding_params()
         if non_embedding:
-            n -= self.wte.weight.numel()
+            n -= self.config.vocab_size * self.config.n_embd
             if self.wpe is not None:
                 n -= self.wpe.weight.numel()
         return n
+
+    def padding_params(self) -> int:
+        """Parameters in the vocabulary padding rows (zero, never used)."""
+        per_table = (self.config.padded_vocab_size - self.config.vocab_size) * self.config.n_embd
+        return per_table * (1 if self.config.tie_embeddings else 2)
 
     def flops_per_token(self, seq_len: int | None = None) -> int:
         """Training FLOPs per token (forward + backward), as in PaLM appendix B / nanoGPT:
         6 * N_matmul + 12 * n_layer * n_embd * seq_len, where N_matmul counts every weight used in a
         matmul (the output head included, embedding lookups excluded) and the second term is the
-        attention scores and weighted sum (causal masking not discounted)."""
+        attention scores and weighted sum (causal masking not discounted). Model FLOPs: the vocabulary
+        padding's extra head columns are not counted."""
         cfg = self.config
-        n_matmul = sum(p.numel() for p in self.parameters())
+        n_matmul = sum(p.numel() for p in self.parameters()) - self.padding_params()
         if self.wpe is not None:
             n_matmul -= self.wpe.weight.numel()
         if not cfg.tie_embeddings:
-            n_matmul -= self.wte.weight.numel()  # the lookup is free; the untied head is counted
+            n_matmul -= cfg.vocab_size * cfg.n_embd  # the lookup is free; the untied head is counted
         T = seq_len or cfg.block_size
         return 6 * n_matmul + 12 * cfg.n_layer * cfg.n_embd * T
 
     def forward(
         self, idx: torch.Tensor, caches: list[KVCache] | None = None, pos: int = 0
     ) -> torch.Tensor:
-        """idx (B, T) token ids -> logits (B, T, vocab_size). With caches, idx continues at position pos."""
-        return self.lm_head(self.hidden_states(idx, caches, pos))
+        """idx (B, T) token ids -> logits (B, T, vocab_size). With caches, idx continues at position pos.
+        With vocabulary padding the logits are a view that leaves the padding columns out (no copy)."""
+        logits = self.lm_head(self.hidden_states(idx, caches, pos))
+        return logits[..., : self.config.vocab_size] if self.config.pad_vocab_to > 1 else logits
 
     def hidden_states(
         self, idx: torch.Tensor, caches: list[KVCache] | None = None, pos: int = 0

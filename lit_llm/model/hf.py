@@ -24,7 +24,7 @@ from tokenizers import Tokenizer
 
 from lit_llm.data.tokenizer import EOS, PAD, UNK, gpt2_tokenizer
 from lit_llm.errors import LitLLMError
-from lit_llm.model.gpt import GPTConfig
+from lit_llm.model.gpt import GPTConfig, resize_vocab_rows
 
 GPT2_GELUS = ("gelu_new", "gelu_pytorch_tanh")  # both are the tanh approximation GPT-2 used
 NORM_EPS = 1e-5  # LanguageModel builds every norm with GPTConfig's default eps
@@ -276,6 +276,8 @@ def write_hf_dir(out: Path, cfg: GPTConfig, sd: dict[str, torch.Tensor], tokeniz
     into the new directory out; returns the architecture name."""
     save_file = need_safetensors().save_file
     arch = hf_architecture(cfg)
+    sd = dict(sd)
+    resize_vocab_rows(sd, cfg.vocab_size)  # exactly vocab_size rows, whatever our padding
     eos_id = None
     if tokenizer_json is not None:
         eos_id = Tokenizer.from_str(tokenizer_json).token_to_id(EOS)

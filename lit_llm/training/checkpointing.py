@@ -19,7 +19,8 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from lit_llm.checkpoints import TMP_MARK, write_atomically
 from lit_llm.errors import LitLLMError
-from lit_llm.training.lightning_internals import CheckpointHooks, stop_after_this_step, validation_follows
+from lit_llm.training.lightning_internals import (CheckpointHooks, should_log, stop_after_this_step,
+                                                  validation_follows)
 
 
 def remove_stale_tmp_files(directory: str | Path) -> None:
@@ -68,7 +69,8 @@ class RunCheckpoint(CheckpointHooks):
        comes after the validation's log row (a kill between the two would lose the row for good).
     3. On SIGTERM or SIGUSR1 (outside SLURM, where Lightning requeues on it), last.ckpt is written at the
        end of the current step (after its validation, if it has one); Lightning then stops, and `lit-llm`
-       exits with code 143.
+       exits with code 143. Under DDP the ranks agree on a signal at the next logging step (one boolean
+       all-reduce there, none between logging steps).
     """
 
     clock = staticmethod(time.monotonic)  # of train_time_interval (the time-based save test replaces it)
@@ -112,6 +114,8 @@ class RunCheckpoint(CheckpointHooks):
             return
         stop = getattr(self, "_stop_signal", None) is not None
         if trainer.world_size > 1:
+            if not should_log(trainer):  # agree on it on logging steps only: no collective between them
+                return self._periodic_save(trainer)
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)  # any rank signalled: all stop
         if stop:
             if validation_follows(trainer):
@@ -119,6 +123,9 @@ class RunCheckpoint(CheckpointHooks):
             else:
                 self._save_and_stop(trainer)
             return
+        self._periodic_save(trainer)
+
+    def _periodic_save(self, trainer) -> None:
         if not self._periodic_save_due(trainer):
             return
         if validation_follows(trainer):

@@ -56,6 +56,10 @@ class SystemOptions:
     activation_checkpointing: bool = False
     """Recompute each block's activations in backward (less memory, ~30% more compute); under FSDP use the
     strategy's activation_checkpointing_policy instead."""
+    pad_vocab_to: int = 64
+    """Round the embedding and head rows up to a multiple of this (1 = none); invisible outside the model."""
+    tf32: bool = True
+    """On CUDA, run fp32 matmuls on TF32 tensor cores (torch.set_float32_matmul_precision("high"))."""
 
 
 class LanguageModel(L.LightningModule):
@@ -134,7 +138,8 @@ class LanguageModel(L.LightningModule):
         self.hparams["system"] = asdict(self.system)  # plain types: checkpoints load with weights_only
         try:
             self.config = GPTConfig(vocab_size, block_size, n_layer, n_head, n_embd, n_ff, norm, pos, mlp,
-                                    bias, tie_embeddings, dropout, rope_theta, causal=objective == "causal")
+                                    bias, tie_embeddings, dropout, rope_theta, causal=objective == "causal",
+                                    pad_vocab_to=self.system.pad_vocab_to)
         except ValueError as err:
             raise LitLLMError(f"invalid model config: {err}") from None
         self.objective = MaskedLM(mask_prob, mask_seed, vocab_size) if objective == "masked" else CausalLM()
@@ -163,6 +168,8 @@ class LanguageModel(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         trainer = trainer_or_none(self)
+        if self.system.tf32 and trainer is not None and trainer.strategy.root_device.type == "cuda":
+            torch.set_float32_matmul_precision("high")  # TF32 tensor cores for fp32 matmuls
         dm = getattr(trainer, "datamodule", None)
         if hasattr(dm, "prepare_once"):
             prepared = dm.prepare_once()
@@ -289,10 +296,11 @@ class LanguageModel(L.LightningModule):
         if gradient_clip_algorithm == "value":
             self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
             return
-        norm = clip_and_measure(self, gradient_clip_val)  # one pass clips and measures the pre-clip norm
+        norm = clip_and_measure(self, gradient_clip_val)  # one pass clips and measures the global norm
+        self.guard.check(self.trainer, norm)
         if should_log(self.trainer):
             self.log("grad_norm", norm)
-        self.guard.check(self, norm)
+            self.guard.report(self.trainer)
 
     def configure_optimizers(self):
         hp = self.hparams

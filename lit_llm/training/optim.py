@@ -1,6 +1,10 @@
 """The one optimization recipe, shared by the language model and the classifier: AdamW with weight decay on
 weights of 2 or more dimensions only, linear warmup then cosine decay (nanoGPT's), and gradient-norm
-clipping that also measures the norm and skips a step whose gradients are not finite."""
+clipping that measures the global norm under every strategy and skips, on the device, a step whose
+gradients are not finite.
+
+Host syncs: none per step. The clip and the skip decide on the device; the norm and the skip count are
+read on logging steps only (`NonFiniteGuard.report`)."""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ import sys
 
 import lightning as L
 import torch
+from lightning.pytorch.strategies import FSDPStrategy
+from torch.distributed.tensor import DTensor
 
 from lit_llm.errors import LitLLMError
 
@@ -39,7 +45,10 @@ def adamw_with_schedule(module: L.LightningModule, lr: float, weight_decay: floa
     params = [p for p in module.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    fused = bool(params) and all(p.device.type == "cuda" for p in params)
+    # fused: one kernel for all parameters, and it honours `found_inf` (a step skipped on the device); not
+    # under a GradScaler (16-mixed), where Lightning must unscale the gradients before they are clipped
+    fused = (bool(params) and all(p.device.type in ("cuda", "cpu") for p in params)
+             and not grad_scaler_active(module.trainer))
     optimizer = torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, **({"fused": True} if fused else {}))
     floor = min_lr if min_lr is not None else lr / 10
     steps = schedule_length(module.trainer, decay_steps)
@@ -48,33 +57,56 @@ def adamw_with_schedule(module: L.LightningModule, lr: float, weight_decay: floa
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
+def grad_scaler_active(trainer: L.Trainer) -> bool:
+    """16-mixed: a GradScaler scales the loss, skips the steps whose gradients overflow and adjusts the scale."""
+    return getattr(trainer.precision_plugin, "scaler", None) is not None
+
+
+def clip_and_measure(module: L.LightningModule, max_norm: float | None) -> torch.Tensor:
+    """Clip the gradients to the global norm max_norm (None: no clip) and return the global pre-clip norm,
+    by each strategy's own mechanism: FSDP's root module reduces the norm of every rank's shards; DTensor
+    parameters (FSDP2, ModelParallelStrategy) give a DTensor norm made whole; single device and DDP hold
+    full, already all-reduced gradients."""
+    limit = max_norm if max_norm else float("inf")
+    strategy = module.trainer.strategy
+    if isinstance(strategy, FSDPStrategy):
+        return strategy.model.clip_grad_norm_(limit)
+    norm = torch.nn.utils.clip_grad_norm_([p for p in module.parameters() if p.grad is not None], limit)
+    return norm.full_tensor() if isinstance(norm, DTensor) else norm
+
+
 class NonFiniteGuard:
-    """Skips optimizer steps whose gradient norm is not finite (the gradients are dropped, so AdamW
-    leaves every parameter and its moments as they were) and stops after `limit` of them."""
+    """Skips optimizer steps whose gradient norm is not finite and stops after `limit` of them.
+
+    The skip is decided on the device: the fused AdamW receives `found_inf` (as from a GradScaler) and
+    leaves every parameter, moment and step count as they were. Under a GradScaler (16-mixed) the scaler
+    skips overflowing steps itself: those are its normal scale search, not failures, and are not counted.
+    The count is read, reported and checked against the limit on logging steps only."""
 
     def __init__(self, limit: int) -> None:
         if limit < 0:
             raise LitLLMError(f"--model.max_nonfinite_skips must be >= 0, got {limit}")
-        self.limit, self.skips = limit, 0
+        self.limit, self.skips, self.reported = limit, None, 0
 
-    def check(self, module: L.LightningModule, norm: torch.Tensor) -> None:
-        # host sync: one read of the norm per optimizer step (the same on every rank: gradients are reduced)
-        if torch.isfinite(norm):
+    def check(self, trainer: L.Trainer, norm: torch.Tensor) -> None:
+        if grad_scaler_active(trainer):
             return
-        for p in module.parameters():
-            p.grad = None
-        self.skips += 1
-        trainer = module.trainer
+        found_inf = (~torch.isfinite(norm)).to(torch.float32)  # on the device: no sync
+        for optimizer in trainer.optimizers:
+            optimizer.found_inf = found_inf  # the fused AdamW skips the step when it is 1
+        self.skips = found_inf if self.skips is None else self.skips + found_inf
+
+    def report(self, trainer: L.Trainer) -> None:
+        """On a logging step: warn about steps skipped since the last report, stop past the limit."""
+        if self.skips is None:
+            return
+        total = int(self.skips.item())  # host sync: logging steps only
         step = trainer.global_step
-        if self.skips > self.limit:
+        if total > self.limit:
             ckpt = getattr(trainer.checkpoint_callback, "last_model_path", "") or "none saved yet"
             raise LitLLMError(f"non-finite loss or gradient at step {step} after {self.limit} skipped steps; stopped. "
                               f"Last good checkpoint: {ckpt}. Lower --model.lr, or check the data")
-        if trainer.is_global_zero:
-            print(f"lit-llm: warning: non-finite loss or gradient at step {step}: step skipped "
-                  f"({self.skips} of at most {self.limit})", file=sys.stderr, flush=True)
-
-
-def clip_and_measure(module: L.LightningModule, max_norm: float | None) -> torch.Tensor:
-    """Clip the gradients to max_norm (None: no clip) in one pass that also returns the pre-clip norm."""
-    return torch.nn.utils.clip_grad_norm_(module.parameters(), max_norm if max_norm else float("inf"))
+        if total > self.reported and trainer.is_global_zero:
+            print(f"lit-llm: warning: non-finite loss or gradient: {total - self.reported} step(s) skipped up to "
+                  f"step {step} ({total} of at most {self.limit})", file=sys.stderr, flush=True)
+        self.reported = total

@@ -80,9 +80,6 @@ class Throughput(Callback):
             return {}
         return {"tokens_per_sec_per_device_mean": self.total_tokens / self.total_seconds}
 
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if self.peak_tflops is None and stage == "fit":
-            self.peak_tflops = device_peak_tflops(trainer.strategy.root_device, str(trainer.precision))
 
     def _now(self, trainer: L.Trainer) -> float:
         if trainer.strategy.root_device.type == "cuda":
@@ -90,6 +87,8 @@ class Throughput(Callback):
         return time.perf_counter()
 
     def on_train_start(self, trainer, pl_module) -> None:
+        if self.peak_tflops is None:  # here, not in setup: the module's setup may switch TF32 on first
+            self.peak_tflops = device_peak_tflops(trainer.strategy.root_device, str(trainer.precision))
         self.mark, self.tokens, self.warm = self._now(trainer), 0, False
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
