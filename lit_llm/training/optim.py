@@ -64,14 +64,22 @@ def grad_scaler_active(trainer: L.Trainer) -> bool:
 
 def clip_and_measure(module: L.LightningModule, max_norm: float | None) -> torch.Tensor:
     """Clip the gradients to the global norm max_norm (None: no clip) and return the global pre-clip norm,
-    by each strategy's own mechanism: FSDP's root module reduces the norm of every rank's shards; DTensor
-    parameters (FSDP2, ModelParallelStrategy) give a DTensor norm made whole; single device and DDP hold
-    full, already all-reduced gradients."""
-    limit = max_norm if max_norm else float("inf")
+    by each strategy's own mechanism (see `clip_global_norm`)."""
     strategy = module.trainer.strategy
-    if isinstance(strategy, FSDPStrategy):
-        return strategy.model.clip_grad_norm_(limit)
-    norm = torch.nn.utils.clip_grad_norm_([p for p in module.parameters() if p.grad is not None], limit)
+    fsdp_root = strategy.model if isinstance(strategy, FSDPStrategy) else None
+    return clip_global_norm(list(module.parameters()), max_norm, fsdp_root)
+
+
+def clip_global_norm(parameters: list[torch.nn.Parameter], max_norm: float | None,
+                     fsdp_root: torch.nn.Module | None = None) -> torch.Tensor:
+    """FSDP (1): the root module reduces the norm of every rank's shards. DTensor parameters (FSDP2's
+    fully_shard, ModelParallelStrategy): torch's clip computes the norm of the whole tensors, returned as a
+    DTensor and made whole here. Single device and DDP: full, already all-reduced gradients. A per-shard
+    norm would be wrong: each rank would clip by the norm of its own part."""
+    limit = max_norm if max_norm else float("inf")
+    if fsdp_root is not None:
+        return fsdp_root.clip_grad_norm_(limit)
+    norm = torch.nn.utils.clip_grad_norm_([p for p in parameters if p.grad is not None], limit)
     return norm.full_tensor() if isinstance(norm, DTensor) else norm
 
 
