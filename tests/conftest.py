@@ -49,13 +49,3 @@ def tiny_text(shakespeare, tmp_path) -> Path:
     path.write_text(shakespeare.read_text()[:30_000])
     return path
 
-
-def kill_point(low: int, high: int) -> int:
-    """A step to kill or signal a run at: random, but replayable. The seed is printed (pytest shows it when
-    the test fails); LIT_LLM_KILL_SEED=SEED replays the same point."""
-    import random
-
-    seed = int(os.environ.get("LIT_LLM_KILL_SEED") or random.SystemRandom().randrange(2**32))
-    step = random.Random(seed).randint(low, high)
-    print(f"kill point: step {step} (replay with LIT_LLM_KILL_SEED={seed})")
-    return step

@@ -11,7 +11,7 @@ from lit_llm.cli.main import main
 from lit_llm.cli.convert import Source, checkpoint_dict, read_source
 from lit_llm.data.tokenizer import char_tokenizer
 from lit_llm.checkpoints import load_model
-from lit_llm.model.gpt import GPT, GPTConfig
+from lit_llm.model.gpt import GPT, GPTConfig, resize_vocab_rows
 
 transformers = pytest.importorskip("transformers")
 safetensors_torch = pytest.importorskip("safetensors.torch")
@@ -229,6 +229,8 @@ def test_export_safetensors_round_trip(tmp_path, tok, capsys):
     assert code == 0, out
     loaded = safetensors_torch.load_file(str(tmp_path / "a.safetensors"))
     expected = {k: v for k, v in ours.state_dict().items() if k != "lm_head.weight"}  # tied to wte.weight
+    resize_vocab_rows(expected, cfg.vocab_size)  # exports hold the real vocabulary, not our padding
+    assert loaded["wte.weight"].shape[0] == cfg.vocab_size < ours.wte.weight.shape[0]
     assert loaded.keys() == expected.keys()
     assert all(torch.equal(loaded[k], expected[k]) for k in expected)
     from safetensors import safe_open

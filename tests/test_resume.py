@@ -1,48 +1,12 @@
 """Exact resume after kill -9: the same weights as an uninterrupted run and the same CSV log."""
 
-import csv
 import os
 import signal
 import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
-from conftest import kill_point
 import torch
-
-ROOT = Path(__file__).resolve().parents[1]
-DROPOUT = "0.1"  # dropout draws from the RNG: resume must restore it exactly
-
-
-def fit_cmd(corpus: Path, root: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "lit_llm", "fit", "--config", str(ROOT / "configs/model/toy.yaml"),
-            "--data.corpus", str(corpus), "--data.tokenizer", "char", "--data.block_size", "16",
-            "--data.batch_size", "4", "--model.dropout", DROPOUT,
-            "--trainer.max_steps", "28", "--trainer.val_check_interval", "10", "--trainer.log_every_n_steps", "1",
-            "--checkpoint.every_n_train_steps", "3", "--trainer.enable_progress_bar", "false",
-            "--trainer.default_root_dir", str(root), "--wandb.mode", "disabled", *extra]
-    # W&B is off here: a killed job's W&B service can hold the run id for over a minute on a loaded machine
-    # (lit_llm then falls back to a new id with a warning), which would make this test about W&B timing
-
-
-def csv_rows(root: Path) -> list[dict]:
-    with open(root / "lightning_logs/version_0/metrics.csv") as f:
-        return list(csv.DictReader(f))
-
-
-def wait_for_step(root: Path, step: int, proc: subprocess.Popen, timeout: float = 300) -> None:
-    path = root / "lightning_logs/version_0/metrics.csv"
-    start = time.time()
-    while time.time() - start < timeout:
-        assert proc.poll() is None, "training ended before it could be killed"
-        if path.exists():
-            steps = [int(r["step"]) for r in csv_rows(root) if r.get("train/loss")]
-            if steps and steps[-1] >= step:
-                return
-        time.sleep(0.05)
-    raise TimeoutError
+from helpers import csv_rows, fit_cmd, kill_point, wait_for_step
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@ other command parses its own arguments in its own module and returns an exit cod
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import torch.distributed as dist
@@ -10,6 +11,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException, SI
 
 from lit_llm.cli import classify, convert, generate, lm, prepare, report, scaling, sweep
 from lit_llm.errors import LitLLMError
+from lit_llm.training.checkpointing import STOPPED_BY
 from lit_llm.training.loggers import finish_wandb
 
 LIGHTNING_COMMANDS = {
@@ -74,9 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lit-llm: error: {err} (Lightning; check --trainer.accelerator/devices/strategy)", file=sys.stderr)
         return 2
     except SIGTERMException:  # RunCheckpoint saved last.ckpt at the end of the step
-        print("lit-llm: stopped by SIGTERM/SIGUSR1 (during training, last.ckpt is saved first: resume with "
-              "--ckpt_path last)", file=sys.stderr)
-        return 143
+        interrupted = STOPPED_BY.get("signal") == signal.SIGINT
+        print(f"lit-llm: stopped by {'Ctrl-C' if interrupted else 'SIGTERM/SIGUSR1'} (during training, last.ckpt is "
+              "saved first: resume with --ckpt_path last)", file=sys.stderr)
+        return 130 if interrupted else 143
     except BrokenPipeError:  # output piped into `head` and the like
         return 0
     except KeyboardInterrupt:

@@ -59,6 +59,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                               "(free some space or choose another --trainer.default_root_dir)") from None
 
 
+STOPPED_BY: dict = {}  # the signal that stopped the last fit of this process, for the CLI's exit code
+
+
 class RunCheckpoint(CheckpointHooks):
     """ModelCheckpoint (all its --checkpoint.* options) with three changes:
 
@@ -67,9 +70,9 @@ class RunCheckpoint(CheckpointHooks):
        everything. The best-by-val/loss file still waits for the metric.
     2. A periodic save that falls on a step that validates waits for that validation, so the checkpoint
        comes after the validation's log row (a kill between the two would lose the row for good).
-    3. On SIGTERM or SIGUSR1 (outside SLURM, where Lightning requeues on it), last.ckpt is written at the
-       end of the current step (after its validation, if it has one); Lightning then stops, and `lit-llm`
-       exits with code 143. Under DDP the ranks agree on a signal at the next logging step (one boolean
+    3. On SIGTERM, SIGUSR1 (outside SLURM, where Lightning requeues on it) or a first Ctrl-C (SIGINT),
+       last.ckpt is written at the end of the current step (after its validation, if it has one); Lightning
+       then stops, and `lit-llm` exits with code 143 (130 for Ctrl-C). A second Ctrl-C stops at once. Under DDP the ranks agree on a signal at the next logging step (one boolean
        all-reduce there, none between logging steps).
     """
 
@@ -81,18 +84,25 @@ class RunCheckpoint(CheckpointHooks):
         if self.dirpath and trainer.is_global_zero:
             remove_stale_tmp_files(self.dirpath)
         self._stop_signal, self._save_after_validation, self._previous_handlers = None, False, {}
-        signals = [signal.SIGTERM] + ([signal.SIGUSR1] if hasattr(signal, "SIGUSR1") else [])
+        signals = [signal.SIGTERM, signal.SIGINT] + ([signal.SIGUSR1] if hasattr(signal, "SIGUSR1") else [])
         for signum in signals:
-            if signum != signal.SIGTERM and signal.getsignal(signum) not in (signal.SIG_DFL, None):
+            if signum == signal.SIGUSR1 and signal.getsignal(signum) not in (signal.SIG_DFL, None):
                 continue  # SIGUSR1 is Lightning's under SLURM auto-requeue
+            if signum == signal.SIGINT and signal.getsignal(signum) is not signal.default_int_handler:
+                continue  # Ctrl-C ignored or handled by whoever started us
             self._previous_handlers[signum] = signal.signal(signum, self._request_stop(trainer))
 
     def _request_stop(self, trainer):
         """Replaces Lightning's SIGTERM handler while training: that one stops validation midway, which would
         lose the validation's row for good; ours lets the current step and its validation finish."""
         def handler(signum, frame):
+            if signum == signal.SIGINT and self._stop_signal is not None:
+                raise KeyboardInterrupt  # a second Ctrl-C: stop now, without the save
             if self._stop_signal is None and trainer.strategy.launcher is not None:
                 trainer.strategy.launcher.kill(signum)  # forward to the ranks this process launched
+            if signum == signal.SIGINT and trainer.is_global_zero:
+                print("\nlit-llm: Ctrl-C: finishing this step to save last.ckpt (Ctrl-C again to stop at once)",
+                      file=sys.stderr, flush=True)
             self._stop_signal = signum
         return handler
 
@@ -144,6 +154,7 @@ class RunCheckpoint(CheckpointHooks):
         """last.ckpt now; Lightning then raises SIGTERMException at the end of the step (`lit-llm` exits 143)."""
         if self.last_saved_step() != trainer.global_step:
             self.write_last_checkpoint(trainer)
+        STOPPED_BY["signal"] = self._stop_signal
         if trainer.is_global_zero:
             print(f"lit-llm: stop requested by a signal: saved {self.last_model_path} at step "
                   f"{trainer.global_step}; resume with --ckpt_path last", file=sys.stderr, flush=True)

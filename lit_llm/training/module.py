@@ -150,8 +150,7 @@ class LanguageModel(L.LightningModule):
         self.guard = NonFiniteGuard(max_nonfinite_skips)
         self.tokens_seen = 0
         self.step_nll, self.step_tokens = 0.0, 0  # sums over the micro-batches of the current step
-        self.tokenizer_json: str | None = None  # from the data module or the checkpoint
-        self.data_meta: dict = {}
+        self.tokenizer_json, self.data_meta = None, {}  # from the data module or the checkpoint
 
     def configure_model(self) -> None:
         """Build the network here, not in __init__, so Lightning can create it directly on the device, or

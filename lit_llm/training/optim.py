@@ -59,7 +59,7 @@ def adamw_with_schedule(module: L.LightningModule, lr: float, weight_decay: floa
 
 def grad_scaler_active(trainer: L.Trainer) -> bool:
     """16-mixed: a GradScaler scales the loss, skips the steps whose gradients overflow and adjusts the scale."""
-    return getattr(trainer.precision_plugin, "scaler", None) is not None
+    return getattr(getattr(trainer, "precision_plugin", None), "scaler", None) is not None
 
 
 def clip_and_measure(module: L.LightningModule, max_norm: float | None) -> torch.Tensor:
