@@ -163,6 +163,7 @@ def workspace(reference):
     (base / "small.txt").write_text(corpus.read_text()[:2000])
     (base / "truncated.ckpt").write_bytes((whole / "checkpoints/last.ckpt").read_bytes()[:50_000])
     (base / "a-file").write_text("not a directory")
+    (base / "empty-values.yaml").write_text("method: grid\nparameters:\n  model.lr:\n    values: []\n")
     return base
 
 
@@ -199,6 +200,14 @@ BAD_INPUTS = {  # case: (arguments with {base} for the workspace, what the messa
                                      "characters the tokenizer does not know: 'á✓'"),
     "generate: truncated checkpoint": (["generate", "--checkpoint", "{base}/truncated.ckpt", "--prompt", "a"],
                                        "truncated"),
+    "generate: a directory as checkpoint": (["generate", "--checkpoint", "{base}/whole/checkpoints", "--prompt", "a"],
+                                            "is a directory; give a checkpoint file"),
+    "generate: negative temperature": (["generate", "--checkpoint", "{base}/" + LAST, "--prompt", "a",
+                                        "--temperature", "-1"], "--temperature must be >= 0"),
+    "generate: unbounded max_new_tokens": (["generate", "--checkpoint", "{base}/" + LAST, "--prompt", "a",
+                                            "--max_new_tokens", "1000000000"], "is more than 100,000"),
+    "samples: negative temperature": (["--samples.temperature=-1"], "--samples.temperature must be >= 0"),
+    "sweep: a parameter without values": (["sweep", "{base}/empty-values.yaml", "--dry-run"], "has no values"),
 }
 
 
@@ -208,7 +217,7 @@ def test_bad_input_gives_one_line_error_and_changes_nothing(case, workspace, cap
     monkeypatch.setenv("LIT_LLM_CACHE", str(base / "cache"))
     extra, message = BAD_INPUTS[case]
     extra = [a.format(base=base) for a in extra]
-    args = extra if extra[0] == "generate" else fit(base, *extra)
+    args = extra if extra[0] in ("generate", "sweep") else fit(base, *extra)
     before = snapshot(base)
     try:
         code = main(args)

@@ -95,10 +95,13 @@ def test_config_is_flat_and_complete(wandb_run, tmp_path):
 def test_summary_holds_size_and_cost(wandb_run):
     root, _, _, inspected = wandb_run
     summary = inspected["summary"]
-    state = torch.load(root / "checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    ckpt = torch.load(root / "checkpoints/last.ckpt", weights_only=True)
+    state, vocab = ckpt["state_dict"], ckpt["lit_llm"]["model_config"]["vocab_size"]
     unique = {t.untyped_storage().data_ptr(): t.numel() for k, t in state.items() if k.startswith("model.")}
-    params = sum(unique.values())  # the tied output head counted once
-    embeddings = state["model.wte.weight"].numel() + state["model.wpe.weight"].numel()
+    wte = state["model.wte.weight"]
+    padding = (wte.shape[0] - vocab) * wte.shape[1]  # the zero rows of vocabulary padding are not parameters
+    params = sum(unique.values()) - padding  # the tied output head counted once
+    embeddings = vocab * wte.shape[1] + state["model.wpe.weight"].numel()
     assert summary["params"] == params and summary["params_non_embedding"] == params - embeddings
     assert summary["tokens_seen"] == 12 * 4 * 16
     assert summary["flops"] == summary["flops_per_token"] * summary["tokens_seen"] > 0

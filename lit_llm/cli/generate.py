@@ -12,6 +12,9 @@ from lit_llm.model.generation import SamplingSettings, generate_text
 from lit_llm.model.quantize import quantize_int8
 
 
+MAX_NEW_TOKENS = 100_000  # a bound that no sampling run of ours needs; past it, a typo is likelier
+
+
 def main(args: list[str]) -> None:
     """lit-llm generate --checkpoint CKPT --prompt TEXT [...]"""
     parser = ArgumentParser(prog="lit-llm generate", description="Sample text from a checkpoint.")
@@ -29,6 +32,12 @@ def main(args: list[str]) -> None:
     cfg = parser.parse_args(args)
     if cfg.max_new_tokens < 0 or cfg.num_samples < 1:
         raise LitLLMError("--max_new_tokens must be >= 0 and --num_samples >= 1")
+    if cfg.max_new_tokens > MAX_NEW_TOKENS:
+        raise LitLLMError(f"--max_new_tokens {cfg.max_new_tokens} is more than {MAX_NEW_TOKENS:,}; generate in parts")
+    if cfg.temperature < 0:
+        raise LitLLMError(f"--temperature must be >= 0 (0 = greedy), got {cfg.temperature}")
+    if cfg.top_k is not None and cfg.top_k < 1 or cfg.top_p is not None and not 0 < cfg.top_p <= 1:
+        raise LitLLMError("--top_k must be >= 1 and --top_p in (0, 1]")
     model, tokenizer = load_model(cfg.checkpoint)
     model.to(cfg.device)
     if cfg.quantize == "int8":

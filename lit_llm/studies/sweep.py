@@ -40,6 +40,11 @@ def load_sweep(path: str | Path) -> dict:
         raise LitLLMError(f"sweep file {path} needs `method:` one of {', '.join(METHODS)}")
     if not isinstance(sweep.get("parameters"), dict) or not sweep["parameters"]:
         raise LitLLMError(f"sweep file {path} needs a `parameters:` mapping")
+    for name, spec in sweep["parameters"].items():
+        if not isinstance(spec, dict):
+            raise LitLLMError(f"sweep file {path}: parameter {name!r} needs a mapping (value:, values: or distribution:)")
+        if "values" in spec and (not isinstance(spec["values"], list) or not spec["values"]):
+            raise LitLLMError(f"sweep file {path}: parameter {name!r} has no values; give at least one")
     return sweep
 
 
