@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -174,3 +175,33 @@ def test_default_experiment_trains_on_python_stdlib(tmp_path):
     assert summary["config"]["data.corpus"] == "python-stdlib" and summary["config"]["model.vocab_size"] == 4096
     assert summary["global_step"] == 3 and summary["val/loss"] > 0
     assert (tmp_path / "runs/checkpoints/last.ckpt").exists()
+
+
+@pytest.mark.slow
+def test_concurrent_fits_into_one_root_get_separate_complete_logs(tiny_text, tmp_path):
+    """Two fits started at once into one --trainer.default_root_dir claim separate version directories
+    (an atomic mkdir), and each holds its own complete metrics.csv, config.yaml and summary.json."""
+    root = tmp_path / "shared-root"
+    cmd = [sys.executable, "-m", "lit_llm", "fit", "--config", str(Path(__file__).parents[1] / "configs/model/toy.yaml"),
+           "--data.corpus", str(tiny_text), "--data.tokenizer", "char", "--data.block_size", "16",
+           "--data.batch_size", "4", "--trainer.max_steps", "6", "--trainer.log_every_n_steps", "1",
+           "--trainer.val_check_interval", "3", "--trainer.enable_progress_bar", "false",
+           "--trainer.default_root_dir", str(root), "--wandb.mode", "disabled"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LIT_LLM_CACHE": str(tmp_path / "cache")}
+    subprocess.run(cmd[:4] + ["--print_config"], check=True, capture_output=True, env=env)  # warm the import cache
+    runs = [subprocess.Popen(cmd + ["--seed_everything", str(seed)], env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True) for seed in (1, 2)]
+    for run in runs:
+        assert run.wait(timeout=600) == 0, run.stderr.read()[-2000:]
+    versions = sorted(p.name for p in (root / "lightning_logs").iterdir())
+    assert versions == ["version_0", "version_1"]
+    seeds = set()
+    for version in versions:
+        log = root / "lightning_logs" / version
+        rows = list(csv.DictReader(open(log / "metrics.csv")))
+        assert [int(r["step"]) for r in rows if r["train/loss"]] == list(range(6)), version  # each step once
+        assert (log / "config.yaml").exists()
+        summary = json.loads((log / "summary.json").read_text())
+        assert summary["global_step"] == 6
+        seeds.add(summary["config"]["seed_everything"])
+    assert seeds == {1, 2}  # each directory holds its own run

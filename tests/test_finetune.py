@@ -83,7 +83,7 @@ def test_init_from_loads_weights_and_fine_tuning_lowers_val_loss(source, corpus_
 
 @pytest.mark.parametrize("extra, message", [
     (["--data.tokenizer", "char"], "vocab_size"),  # B's own character set: another vocabulary
-    (["--data.block_size", "16"], "block_size 16 here vs 32 in the source"),
+    (["--data.block_size", "64"], "block_size 64 here vs 32 in the source"),
     (["--model.n_layer", "3"], "n_layer 3 here vs 2 in the source"),
 ])
 def test_mismatch_is_one_line_error(source, corpus_b, tmp_path, capsys, extra, message):
@@ -94,6 +94,19 @@ def test_mismatch_is_one_line_error(source, corpus_b, tmp_path, capsys, extra, m
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("lit-llm: error: --model.init_from") and message in err[-1], err[-1]
     assert not any("Traceback" in line for line in err)
+
+
+def test_fine_tune_with_a_shorter_block_crops_the_positions(source, corpus_b, tmp_path):
+    """--data.block_size below the source's (nanoGPT's crop_block_size): the run keeps the source's first
+    positions and every other weight as they are."""
+    assert main(["fit", "--model.init_from", str(source), "--data.corpus", str(corpus_b), "--data.block_size", "16",
+                 "--model.lr", "1e-12", "--model.warmup_steps", "0", "--trainer.max_steps", "1",
+                 "--trainer.default_root_dir", str(tmp_path / "short"), *QUIET]) == 0
+    tuned = torch.load(tmp_path / "short/checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    src = torch.load(source, weights_only=True)["state_dict"]
+    assert tuned["model.wpe.weight"].shape[0] == 16
+    assert torch.allclose(tuned["model.wpe.weight"], src["model.wpe.weight"][:16], atol=1e-8)
+    assert all(torch.allclose(tuned[k], v, atol=1e-8) for k, v in src.items() if k != "model.wpe.weight")
 
 
 def test_init_from_missing_source(tmp_path, capsys):

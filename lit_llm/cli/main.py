@@ -3,6 +3,7 @@ other command parses its own arguments in its own module and returns an exit cod
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
@@ -12,7 +13,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException, SI
 from lit_llm.cli import classify, convert, generate, lm, prepare, report, scaling, sweep
 from lit_llm.errors import LitLLMError
 from lit_llm.training.checkpointing import STOPPED_BY
-from lit_llm.training.loggers import finish_wandb
+from lit_llm.training.loggers import VERSION_ENV, finish_wandb
 
 LIGHTNING_COMMANDS = {
     "fit": "train a model (default: the embedded corpus, a small GPT, CPU-friendly)",
@@ -88,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         close_process_group(barrier=False)
         finish_wandb()
+        os.environ.pop(VERSION_ENV, None)  # the log version this run claimed, passed to the ranks it launched
 
 
 if __name__ == "__main__":

@@ -83,7 +83,7 @@ def same_tokenizer(a: str, b: str) -> bool:
 
 
 HINTS = {"vocab_size": "fine-tuning tokenizes with the source's tokenizer: leave --data.tokenizer unset",
-         "block_size": "leave --data.block_size unset"}
+         "block_size": "--data.block_size may be at most the source's"}
 
 
 def load_init_weights(module) -> None:
@@ -92,7 +92,9 @@ def load_init_weights(module) -> None:
     source = read_source(path)
     ours, theirs = module.config, source.config
     names = [n for n in COMPARED if n != "rope_theta" or "rope" in (ours.pos, theirs.pos)]
-    differ = [n for n in names if getattr(ours, n) != getattr(theirs, n)]
+    # a shorter context than the source's is fine (nanoGPT's crop_block_size): the first positions are kept
+    differ = [n for n in names if getattr(ours, n) != getattr(theirs, n)
+              and not (n == "block_size" and ours.block_size < theirs.block_size)]
     if differ:
         what = ", ".join(f"{n} {getattr(ours, n)} here vs {getattr(theirs, n)} in the source" for n in differ)
         hints = [HINTS.get(n, f"leave --model.{n} unset") for n in differ if n != "norm_eps"]
@@ -105,8 +107,11 @@ def load_init_weights(module) -> None:
     if any(p.is_meta for p in module.model.parameters()):
         raise LitLLMError("--model.init_from does not support meta-device initialisation (FSDP); fine-tune with "
                           "a single device or DDP")
+    state = dict(source.state_dict)
+    if "wpe.weight" in state:
+        state["wpe.weight"] = state["wpe.weight"][: ours.block_size]  # crop learned positions to our context
     try:
-        module.model.load_state_dict(source.state_dict)
+        module.model.load_state_dict(state)
     except RuntimeError as err:
         detail = (str(err).strip().splitlines()[1:2] or [str(err)])[0].strip()
         raise LitLLMError(f"--model.init_from {path}: its weights do not fit its config: {detail}") from None

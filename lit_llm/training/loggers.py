@@ -141,10 +141,39 @@ def finish_wandb() -> None:
             wandb.finish()
 
 
+VERSION_ENV = "LIT_LLM_CSV_VERSION"  # the version rank zero claimed, for the ranks Lightning launches from it
+
+
+def launched_as_rank_zero() -> bool:
+    """Rank zero of the job, from the launchers' environment (the process group does not exist yet)."""
+    return all(os.environ.get(var, "0") == "0" for var in ("RANK", "NODE_RANK", "LOCAL_RANK", "SLURM_PROCID"))
+
+
+def claim_version(root: str, name: str = "lightning_logs") -> int:
+    """The next free version_N under root/name, created with an atomic mkdir: two fits started at once in
+    one root never share a log directory."""
+    base = Path(root) / name
+    base.mkdir(parents=True, exist_ok=True)
+    taken = [int(n) for p in base.glob("version_*") if (n := p.name.removeprefix("version_")).isdigit()]
+    version = max(taken, default=-1) + 1
+    while True:
+        try:
+            (base / f"version_{version}").mkdir()
+            return version
+        except FileExistsError:  # another fit took it meanwhile
+            version += 1
+
+
 def make_loggers(root: str, opts: WandbOptions, resume: dict | None = None) -> list:
     """CSV (first: its directory is trainer.log_dir) and W&B; resume continues a checkpoint's logs."""
     resume = resume or {}
     csv_version = resume.get("csv_version")
+    if csv_version is None:
+        if os.environ.get(VERSION_ENV):  # a rank Lightning launched: the version rank zero claimed
+            csv_version = int(os.environ[VERSION_ENV])
+        elif launched_as_rank_zero():
+            csv_version = claim_version(root)
+            os.environ[VERSION_ENV] = str(csv_version)  # inherited by the ranks Lightning launches
     loggers = [ResumableCSVLogger(save_dir=root, name="lightning_logs", version=csv_version,
                                   resume_step=resume.get("global_step") if csv_version is not None else None,
                                   pending_row=resume.get("pending_row"))]
