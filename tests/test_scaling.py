@@ -98,3 +98,56 @@ def test_wandb_sweep_source_reads_run_summaries():
     rows = wandb_rows("me/proj/abc123", "non_embedding", "val/loss", api=Api())
     assert rows == [(1e6, 1e8, None, 3.0), (2e6, 1e8, None, 2.8)]  # the unfinished run is left out
     assert wandb_rows("me/proj/abc123", "total", "val/loss", api=Api())[0][0] == 2e6
+
+
+def write_chinchilla_table(path, rows) -> None:
+    """A table with the headers of the Chinchilla paper's extraction (N given, FLOPs instead of tokens)."""
+    path.write_text("Model Size,Training FLOP,loss\n" + "".join(f"{n},{c},{l}\n" for n, c, l in rows))
+
+
+def test_a_chinchilla_style_csv_fits_with_a_column_mapping(tmp_path, capsys):
+    pts = grid_points()
+    write_chinchilla_table(tmp_path / "chinchilla.csv", zip(pts["N"], pts["C"], pts["loss"]))
+    assert main(["scaling", "fit", str(tmp_path / "chinchilla.csv"), "--out", str(tmp_path / "fit"), "--bootstrap", "2",
+                 "--columns", "N=Model Size,C=Training FLOP,loss=loss"]) == 0
+    fit = json.loads((tmp_path / "fit/fit.json").read_text())["chinchilla"]
+    assert abs(fit["alpha"] - TRUE["alpha"]) < 0.02 and abs(fit["beta"] - TRUE["beta"]) < 0.02
+    # without the mapping the same file is refused in one line that says how to map it
+    assert main(["scaling", "fit", str(tmp_path / "chinchilla.csv"), "--out", str(tmp_path / "x")]) == 2
+    assert "--columns" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("cell, message", [
+    ("nan", "row 3, column 'loss': 'nan' is not a positive number"),
+    ("-2.5", "row 3, column 'loss': '-2.5' is not a positive number"),
+    ("abc", "row 3, column 'loss': 'abc' is not a positive number"),
+    ("", "row 3, column 'loss': '' is not a positive number"),
+])
+def test_bad_csv_values_are_one_line_errors(tmp_path, capsys, cell, message):
+    path = tmp_path / "runs.csv"
+    path.write_text(f"N,D,loss\n1e6,1e9,3.1\n2e6,1e9,{cell}\n4e6,2e9,2.9\n")
+    before = path.read_bytes()
+    capsys.readouterr()
+    assert main(["scaling", "fit", str(path), "--out", str(tmp_path / "fit")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and str(path) in err[0], err
+    assert path.read_bytes() == before and not (tmp_path / "fit").exists()
+
+
+@pytest.mark.parametrize("header, message", [("N,D,val", "needs columns N, D (or C) and loss"),
+                                             ("size,D,loss", "needs columns N, D (or C) and loss")])
+def test_missing_csv_columns_are_one_line_errors(tmp_path, capsys, header, message):
+    path = tmp_path / "runs.csv"
+    path.write_text(f"{header}\n1e6,1e9,3.1\n2e6,1e9,3.0\n4e6,2e9,2.9\n")
+    capsys.readouterr()
+    assert main(["scaling", "fit", str(path), "--out", str(tmp_path / "fit")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
+def test_two_model_sizes_warn_that_the_term_is_not_identified(tmp_path, capsys):
+    path = tmp_path / "runs.csv"
+    rows = [(n, d, law(n, d)) for n in (1e7, 1e8) for d in (1e9, 1e10, 1e11)]
+    path.write_text("N,D,loss\n" + "".join(f"{n},{d},{l}\n" for n, d, l in rows))
+    assert main(["scaling", "fit", str(path), "--out", str(tmp_path / "fit"), "--bootstrap", "2"]) == 0
+    assert "only 2 distinct model sizes (N)" in capsys.readouterr().err

@@ -16,6 +16,7 @@ import csv
 import itertools
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,8 @@ MAX_EXPONENT = 3.0  # exponents are bounded to [0, 3]: one at the bound means th
 
 
 # --- data -----------------------------------------------------------------------------------------
-def load_points(source: str | Path, params: str = "non_embedding", metric: str = "val/loss") -> dict[str, np.ndarray]:
+def load_points(source: str | Path, params: str = "non_embedding", metric: str = "val/loss",
+                columns: dict[str, str] | None = None) -> dict[str, np.ndarray]:
     """N, D, C, loss arrays from a directory of run summaries (summary.json) or a CSV file."""
     rows = []
     if str(source).startswith("wandb:"):
@@ -42,15 +44,7 @@ def load_points(source: str | Path, params: str = "non_embedding", metric: str =
             if s.get(metric) is not None and s.get(key) and s.get("tokens_seen"):
                 rows.append((s[key], s["tokens_seen"], None, s[metric]))
     elif source.is_file():
-        with open(source) as f:
-            for r in csv.DictReader(f):
-                keys = {k.strip().lower(): v for k, v in r.items()}
-                if "d" in keys and keys["d"]:
-                    rows.append((float(keys["n"]), float(keys["d"]), None, float(keys["loss"])))
-                elif "c" in keys:
-                    rows.append((float(keys["n"]), float(keys["c"]) / (6 * float(keys["n"])), None, float(keys["loss"])))
-                else:
-                    raise LitLLMError(f"{source} needs columns N, D, loss (or N, C, loss)")
+        rows = csv_rows(source, columns or {})
     else:
         raise LitLLMError(f"{source} not found: give a sweep directory or a CSV with columns N, D, loss")
     if len(rows) < 3:
@@ -58,6 +52,40 @@ def load_points(source: str | Path, params: str = "non_embedding", metric: str =
     arr = np.array([(n, d, l) for n, d, _, l in rows], dtype=np.float64)
     n, d, loss = arr.T
     return {"N": n, "D": d, "C": 6 * n * d, "loss": loss}
+
+
+def csv_rows(path: Path, columns: dict[str, str]) -> list[tuple]:
+    """(N, D, None, loss) from a CSV with columns N, D (or C: training FLOPs, D = C / 6N) and loss, matched
+    without regard to case, or named by `columns` ({"N": "Model Size", "C": "Training FLOP", ...}). Every
+    bad value is a one-line error naming the file, row and column."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        headers = {h.strip().lower(): h for h in reader.fieldnames or []}
+        named = {role: columns.get(role) or headers.get(role.lower()) for role in ("N", "D", "C", "loss")}
+        for role, header in columns.items():
+            if header not in (reader.fieldnames or []):
+                raise LitLLMError(f"{path} has no column {header!r} (given for {role}); its columns: "
+                                  f"{', '.join(reader.fieldnames or [])}")
+        tokens = "D" if named["D"] else "C" if named["C"] else None
+        for role in ("N", tokens, "loss"):
+            if role is None or not named[role]:
+                raise LitLLMError(f"{path} needs columns N, D (or C) and loss; its columns: "
+                                  f"{', '.join(reader.fieldnames or [])}. Map others with --columns "
+                                  f"'N=Model Size,C=Training FLOP,loss=loss'")
+        rows = []
+        for line, record in enumerate(reader, start=2):
+            values = {}
+            for role in ("N", tokens, "loss"):
+                text = (record.get(named[role]) or "").strip()
+                try:
+                    values[role] = float(text.replace(",", "").replace("_", ""))
+                except ValueError:
+                    values[role] = float("nan")
+                if not math.isfinite(values[role]) or values[role] <= 0:
+                    raise LitLLMError(f"{path}, row {line}, column {named[role]!r}: {text!r} is not a positive number")
+            d = values["D"] if tokens == "D" else values["C"] / (6 * values["N"])
+            rows.append((values["N"], d, None, values["loss"]))
+    return rows
 
 
 def wandb_rows(path: str, params: str, metric: str, api=None) -> list[tuple]:
@@ -279,9 +307,13 @@ def plot_all(pts: dict, fit: dict, out: Path) -> list[Path]:
 
 
 def fit_to_dir(source: str, out: str | Path, params: str = "non_embedding", metric: str = "val/loss",
-               bootstrap: int = 100, budget: float | None = None) -> dict:
+               bootstrap: int = 100, budget: float | None = None, columns: dict[str, str] | None = None) -> dict:
     """`lit-llm scaling fit`: fits the runs of source, writes out/fit.json and the plots, prints the laws."""
-    pts = load_points(source, params, metric)
+    pts = load_points(source, params, metric, columns)
+    for name, values in (("model sizes (N)", pts["N"]), ("token counts (D)", pts["D"])):
+        if len(np.unique(np.round(np.log(values), 6))) < 3:
+            print(f"warning: only {len(np.unique(values))} distinct {name}: the fit cannot identify that term; "
+                  "its exponent says nothing", file=sys.stderr)
     fit = fit_all(pts, bootstrap, budget)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
