@@ -18,9 +18,10 @@ clock, not from the process's wall time (start-up, the final validation and chec
   W&B, data) lands in one window.
 Per variant: the median window (ms/step and tokens/s), the spread of the per-round medians, the 20th
 percentile of all its windows (the least disturbed ones), and the tokens/s ratio to nanoGPT, per round
-(then its median and spread) and of the 20th percentiles. `--short-steps N` also reports
-the difference of two run lengths (wall time of (steps) minus (N) steps, per step), which includes
-everything but is noisier. `--tty` runs both under a pseudo-terminal (`script`), so the progress bar
+(then its median and spread) and of the 20th percentiles. `--short-steps N` also runs N steps
+and reports the difference of the two run lengths per step, in wall time (everything, but start-up
+noise included) and in CPU time (user + sys of the process: waiting for a busy core left out, so it
+holds up better on a loaded machine; with 1 thread it is the step's work). `--tty` runs both under a pseudo-terminal (`script`), so the progress bar
 draws as for a user at a terminal. Prints `uptime` before and after.
 """
 
@@ -56,21 +57,21 @@ def uptime() -> str:
         return "load average: " + " ".join(open("/proc/loadavg").read().split()[:3])
 
 
-def run(cmd: list[str], cwd: Path, env: dict, log: Path, tty: bool) -> float:
-    """Run cmd with its output in log; return its wall time. Under tty, in a pseudo-terminal."""
-    t0 = time.perf_counter()
+def run(cmd: list[str], cwd: Path, env: dict, log: Path, tty: bool) -> tuple[float, float]:
+    """Run cmd with its output in log; return its wall time and CPU time (user + sys, with the children it
+    waited for). Under tty, in a pseudo-terminal."""
     if tty:
-        proc = subprocess.run(["script", "-q", "-e", "-c", shlex.join(cmd), str(log)], cwd=cwd, env=env,
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    else:
-        with open(log, "w") as out:
-            proc = subprocess.run(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                  stderr=subprocess.STDOUT)
+        cmd = ["script", "-q", "-e", "-c", shlex.join(cmd), str(log)]
+    t0 = time.perf_counter()
+    with open(os.devnull if tty else log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode:
         sys.stderr.write(log.read_text(errors="replace")[-4000:])
         raise SystemExit(f"{shlex.join(cmd)} exited with {proc.returncode}")
-    return wall
+    return wall, usage.ru_utime + usage.ru_stime
 
 
 def nanogpt_windows(log: Path) -> list[float]:
@@ -104,10 +105,12 @@ def variant_cmd(name: str, args, workdir: Path, steps: int) -> tuple[list[str], 
         if name == "nanogpt-wandb":
             cmd.append("--wandb_log=True")
         return cmd, Path(args.nanogpt)
-    which, mode = name.split("-", 1)  # lit-disabled | lit-offline | base-disabled | base-offline
+    which, mode = name.split("-", 1)  # lit | base | exact, - disabled | offline
     cmd = [sys.executable, "-m", "lit_llm", "fit", "--config", CONFIG, "--data.corpus", args.corpus,
            "--trainer.default_root_dir", str(workdir), "--trainer.max_steps", str(steps),
            "--trainer.val_check_interval", str(10**6), "--wandb.mode", mode, *args.lit_args]
+    if which == "exact":  # nanoGPT's exact (erf) GELU instead of GPT-2's tanh form
+        cmd += ["--model.mlp", "gelu_exact"]
     return cmd, lit_repo(which, args)
 
 
@@ -127,9 +130,10 @@ def measure(name: str, args, outdir: Path, tag: str, steps: int) -> dict:
     if not name.startswith("nanogpt"):  # this checkout's lit_llm (or the baseline's), not an installed one
         env["PYTHONPATH"] = os.pathsep.join([str(cwd), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     log = workdir / "output.log"
-    wall = run(cmd, cwd, env, log, args.tty)
+    wall, cpu = run(cmd, cwd, env, log, args.tty)
     windows = nanogpt_windows(log) if name.startswith("nanogpt") else lit_windows(workdir)
-    return {"wall": wall, "windows": windows, "median": statistics.median(windows) if windows else float("nan")}
+    return {"wall": wall, "cpu": cpu, "windows": windows,
+            "median": statistics.median(windows) if windows else float("nan")}
 
 
 def p20(runs: list[dict]) -> float:
@@ -147,12 +151,13 @@ def main() -> None:
     p.add_argument("--nanogpt", help="nanoGPT checkout (needs data/shakespeare_char/{train,val}.bin)")
     p.add_argument("--corpus", required=True, help="tinyshakespeare.txt, for lit-llm")
     p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--short-steps", type=int, default=0, help="also run this many steps: wall-time difference")
+    p.add_argument("--short-steps", type=int, default=0, help="also run this many steps: run-length difference")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=2, help="OMP_NUM_THREADS / MKL_NUM_THREADS of every run")
     p.add_argument("--variants", default="nanogpt,lit-disabled,lit-offline",
                    help="comma-separated: nanogpt, nanogpt-wandb (its wandb_log, offline), lit-disabled, lit-offline, "
-                        "base-disabled, base-offline (the --baseline checkout)")
+                        "base-disabled, base-offline (the --baseline checkout), exact-disabled, exact-offline "
+                        "(this checkout with --model.mlp gelu_exact, nanoGPT's GELU)")
     p.add_argument("--baseline", help="another lit_llm checkout (e.g. `git archive` of an older commit) for base-*")
     p.add_argument("--tty", action="store_true", help="run under a pseudo-terminal (progress bar drawn)")
     p.add_argument("--outdir", help="where the runs go (default: a new temporary directory)")
@@ -168,7 +173,8 @@ def main() -> None:
     print(f"runs in {outdir}; threads {args.threads}; steps {args.steps}; tty {args.tty}")
     print(f"before: {uptime()}", flush=True)
     results: dict[str, list[dict]] = {v: [] for v in variants}
-    short: dict[str, list[float]] = {v: [] for v in variants}
+    short: dict[str, list[float]] = {v: [] for v in variants}  # wall-time difference, ms/step
+    short_cpu: dict[str, list[float]] = {v: [] for v in variants}  # CPU-time difference, ms/step
     for r in range(args.rounds):
         order = variants[r % len(variants):] + variants[: r % len(variants)]
         for name in order:
@@ -176,9 +182,11 @@ def main() -> None:
             results[name].append(res)
             line = f"round {r} {name:<14} median window {res['median']:6.2f} ms/step  wall {res['wall']:6.1f} s"
             if args.short_steps:
-                wall_short = measure(name, args, outdir, f"r{r}-short", args.short_steps)["wall"]
-                short[name].append(1e3 * (res["wall"] - wall_short) / (args.steps - args.short_steps))
-                line += f"  difference {short[name][-1]:6.2f} ms/step"
+                res_short = measure(name, args, outdir, f"r{r}-short", args.short_steps)
+                n = args.steps - args.short_steps
+                short[name].append(1e3 * (res["wall"] - res_short["wall"]) / n)
+                short_cpu[name].append(1e3 * (res["cpu"] - res_short["cpu"]) / n)
+                line += f"  difference: wall {short[name][-1]:6.2f}, CPU {short_cpu[name][-1]:6.2f} ms/step"
             print(line + f"  [{uptime().split('load average:')[-1].strip()}]", flush=True)
     print(f"after: {uptime()}\n")
 
@@ -194,8 +202,10 @@ def main() -> None:
                      if ratios else "")
         print(f"{name:<14} {ms:8.2f} {spread(medians):>15} {1e3 * TOKENS_PER_STEP / ms:9.0f} {fast:7.2f}  {ratio_txt}")
         if args.short_steps:
-            print(f"{'':<14} difference of run lengths: {statistics.median(short[name]):.2f} ms/step "
-                  f"({spread(short[name])})")
+            ratios = ([short_cpu[ref][i] / c for i, c in enumerate(short_cpu[name])] if ref and name != ref else [])
+            print(f"{'':<14} difference of run lengths, ms/step: wall {statistics.median(short[name]):.2f} "
+                  f"({spread(short[name])}), CPU {statistics.median(short_cpu[name]):.2f} ({spread(short_cpu[name])})"
+                  + (f"; CPU ratio to {ref} {statistics.median(ratios):.3f} ({spread(ratios)})" if ratios else ""))
     for which in ("lit", "base"):
         if f"{which}-disabled" in results and f"{which}-offline" in results:
             costs = [1 - results[f"{which}-disabled"][i]["median"] / results[f"{which}-offline"][i]["median"]

@@ -73,7 +73,7 @@ class LanguageModel(L.LightningModule):
         n_ff: int = 0,
         norm: Literal["layernorm", "rmsnorm"] = "layernorm",
         pos: Literal["learned", "rope"] = "learned",
-        mlp: Literal["gelu", "swiglu"] = "gelu",
+        mlp: Literal["gelu", "gelu_exact", "swiglu"] = "gelu",
         bias: bool = True,
         tie_embeddings: bool = True,
         dropout: float = 0.0,
@@ -100,10 +100,10 @@ class LanguageModel(L.LightningModule):
             n_layer: Transformer blocks.
             n_head: attention heads.
             n_embd: model width.
-            n_ff: feed-forward width (0: 4*n_embd for gelu, ~8/3*n_embd for swiglu).
+            n_ff: feed-forward width (0: 4*n_embd for the GELUs, ~8/3*n_embd for swiglu).
             norm: layernorm (GPT-2) or rmsnorm.
             pos: learned absolute positions (GPT-2) or rope.
-            mlp: gelu (GPT-2, tanh approximation) or swiglu.
+            mlp: gelu (GPT-2, tanh approximation), gelu_exact (erf, as nanoGPT; faster on CPU) or swiglu.
             bias: biases in Linear and LayerNorm layers.
             tie_embeddings: share the token embedding with the output head.
             dropout: dropout probability.
