@@ -33,6 +33,7 @@ import glob
 import os
 import re
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -57,6 +58,10 @@ def uptime() -> str:
         return "load average: " + " ".join(open("/proc/loadavg").read().split()[:3])
 
 
+class KilledBySignal(Exception):
+    pass
+
+
 def run(cmd: list[str], cwd: Path, env: dict, log: Path, tty: bool) -> tuple[float, float]:
     """Run cmd with its output in log; return its wall time and CPU time (user + sys, with the children it
     waited for). Under tty, in a pseudo-terminal."""
@@ -68,6 +73,8 @@ def run(cmd: list[str], cwd: Path, env: dict, log: Path, tty: bool) -> tuple[flo
         _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode < 0:
+        raise KilledBySignal(f"killed by signal {-proc.returncode}")
     if proc.returncode:
         sys.stderr.write(log.read_text(errors="replace")[-4000:])
         raise SystemExit(f"{shlex.join(cmd)} exited with {proc.returncode}")
@@ -130,7 +137,16 @@ def measure(name: str, args, outdir: Path, tag: str, steps: int) -> dict:
     if not name.startswith("nanogpt"):  # this checkout's lit_llm (or the baseline's), not an installed one
         env["PYTHONPATH"] = os.pathsep.join([str(cwd), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     log = workdir / "output.log"
-    wall, cpu = run(cmd, cwd, env, log, args.tty)
+    for attempt in range(3):  # on a shared machine a run may be killed from outside: run it again
+        try:
+            wall, cpu = run(cmd, cwd, env, log, args.tty)
+            break
+        except KilledBySignal as err:
+            print(f"  {name}: {err}; again", flush=True)
+            shutil.rmtree(workdir)
+            workdir.mkdir(parents=True)
+    else:
+        raise SystemExit(f"{name} was killed three times")
     windows = nanogpt_windows(log) if name.startswith("nanogpt") else lit_windows(workdir)
     return {"wall": wall, "cpu": cpu, "windows": windows,
             "median": statistics.median(windows) if windows else float("nan")}
