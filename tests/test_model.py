@@ -87,6 +87,14 @@ def test_gpt2_mode_uses_tanh_gelu():
     assert torch.allclose(mlp(x), expected)
 
 
+def test_gelu_exact_is_the_erf_gelu_at_the_same_width():
+    model = tiny("gpt2", mlp="gelu_exact")
+    x = torch.randn(3, model.config.n_embd)
+    mlp = model.h[0].mlp
+    assert model.config.n_ff == 4 * model.config.n_embd
+    assert torch.equal(mlp(x), mlp.c_proj(torch.nn.GELU()(mlp.c_fc(x))))
+
+
 def test_invalid_config_is_rejected():
     with pytest.raises(ValueError, match="divisible"):
         GPTConfig(n_embd=30, n_head=4)

@@ -63,6 +63,7 @@ def test_optimizer_groups_decay_only_matrices():
 
     class FakeTrainer:
         max_steps = 100
+        precision_plugin = None  # no GradScaler: the fused AdamW
 
     model._trainer = FakeTrainer()  # configure_optimizers reads max_steps for the schedule
     opt = model.configure_optimizers()["optimizer"]

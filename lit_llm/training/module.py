@@ -47,6 +47,13 @@ class TokenNLL(Metric):
         return self.nll / self.tokens.clamp(min=1)
 
 
+def mean_over_ranks(trainer: L.Trainer, nll_sum: torch.Tensor, n_tokens: torch.Tensor) -> torch.Tensor:
+    """sum(NLL) / sum(tokens) over all ranks. Under DDP the reduce works in place on nll_sum (pass a copy);
+    n_tokens is copied by its conversion to nll_sum's dtype."""
+    reduce = trainer.strategy.reduce
+    return reduce(nll_sum, reduce_op="sum") / reduce(n_tokens.to(nll_sum.dtype), reduce_op="sum")
+
+
 @dataclass
 class SystemOptions:
     """How the network runs, not what it computes (kept apart from the architecture)."""
@@ -73,7 +80,7 @@ class LanguageModel(L.LightningModule):
         n_ff: int = 0,
         norm: Literal["layernorm", "rmsnorm"] = "layernorm",
         pos: Literal["learned", "rope"] = "learned",
-        mlp: Literal["gelu", "swiglu"] = "gelu",
+        mlp: Literal["gelu", "gelu_exact", "swiglu"] = "gelu",
         bias: bool = True,
         tie_embeddings: bool = True,
         dropout: float = 0.0,
@@ -100,10 +107,10 @@ class LanguageModel(L.LightningModule):
             n_layer: Transformer blocks.
             n_head: attention heads.
             n_embd: model width.
-            n_ff: feed-forward width (0: 4*n_embd for gelu, ~8/3*n_embd for swiglu).
+            n_ff: feed-forward width (0: 4*n_embd for the GELUs, ~8/3*n_embd for swiglu).
             norm: layernorm (GPT-2) or rmsnorm.
             pos: learned absolute positions (GPT-2) or rope.
-            mlp: gelu (GPT-2, tanh approximation) or swiglu.
+            mlp: gelu (GPT-2, tanh approximation), gelu_exact (erf, as nanoGPT; faster on CPU) or swiglu.
             bias: biases in Linear and LayerNorm layers.
             tie_embeddings: share the token embedding with the output head.
             dropout: dropout probability.
@@ -237,20 +244,19 @@ class LanguageModel(L.LightningModule):
         # over ranks; multiplying by both and dividing by the optimizer step's token count (all micro-
         # batches, all ranks) makes the gradient that of sum(NLL) / sum(tokens) over the step, however the
         # step is split. Without "step_tokens" every micro-batch is assumed to hold as many targets.
-        step_tokens = batch["step_tokens"] if "step_tokens" in batch else n_tokens.clamp(min=1) * accum * world
-        loss = nll_sum * (accum * world) / step_tokens
+        scale = accum * world  # a factor of 1 is skipped: the same values, two ops fewer per step
+        tokens = n_tokens.clamp(min=1) * scale if scale > 1 else n_tokens.clamp(min=1)
+        loss = (nll_sum * scale if scale > 1 else nll_sum) / batch.get("step_tokens", tokens)
         self.tokens_seen += inputs.numel() * world  # from the shape: no device sync
-        self.step_nll = self.step_nll + nll_sum.detach()
-        self.step_tokens = self.step_tokens + n_tokens
-        if not is_accumulating(trainer):
-            if should_log(trainer):  # logging costs ~0.1 ms a call: only on the steps that are written
-                reduce = trainer.strategy.reduce
-                step_loss = reduce(self.step_nll, reduce_op="sum") / reduce(
-                    self.step_tokens.to(self.step_nll.dtype), reduce_op="sum")
-                self.log("train/loss", step_loss, prog_bar=True)
-                self.log("train/ppl", torch.exp(step_loss))
-                self.log("tokens_seen", torch.tensor(self.tokens_seen, dtype=torch.float64))
-                self.log("lr", trainer.optimizers[0].param_groups[0]["lr"])
+        if accum > 1:  # the step's loss sums its micro-batches (without accumulation: this one's sums)
+            self.step_nll, self.step_tokens = self.step_nll + nll_sum.detach(), self.step_tokens + n_tokens
+        if not is_accumulating(trainer) and should_log(trainer):  # self.log: ~0.5-1 ms a call in Lightning
+            nll, count = (self.step_nll, self.step_tokens) if accum > 1 else (nll_sum.detach().clone(), n_tokens)
+            step_loss = mean_over_ranks(trainer, nll, count)
+            self.log("train/loss", step_loss, prog_bar=True)
+            self.log_dict({"train/ppl": torch.exp(step_loss), "lr": trainer.optimizers[0].param_groups[0]["lr"],
+                           "tokens_seen": torch.tensor(self.tokens_seen, dtype=torch.float64)})
+        if accum > 1 and not is_accumulating(trainer):
             self.step_nll, self.step_tokens = 0.0, 0
         return loss
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import lightning as L
 from lightning.pytorch.callbacks import RichModelSummary
 from lightning.pytorch.utilities.model_summary import get_human_readable_count
@@ -13,7 +15,40 @@ from lit_llm.training.lightning_internals import ProgressBarHooks
 
 class StepProgressBar(ProgressBarHooks):
     """Rich progress bar that labels training by steps: a fit is one endless epoch of random windows, so
-    Lightning's "Epoch 0/-2" (max_epochs -1) says nothing."""
+    Lightning's "Epoch 0/-2" (max_epochs -1) says nothing.
+
+    The bar is drawn refresh_rate times a second (once by default), but Lightning updates its count and
+    metrics after every training step, ~0.3 ms of a CPU step; here they are updated at most every
+    `update_interval` seconds, and always after the last step and before a validation."""
+
+    update_interval = 0.25  # seconds
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._updated_at = -float("inf")
+        self._pending: int | None = None  # batch_idx of a step whose update was skipped
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        now = time.monotonic()
+        last = trainer.should_stop or 0 < trainer.max_steps <= trainer.global_step
+        if now - self._updated_at < self.update_interval and not last:
+            self._pending = batch_idx
+            return
+        self._updated_at, self._pending = now, None
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def _catch_up(self, trainer, pl_module) -> None:
+        if self._pending is not None:
+            self._updated_at = -float("inf")
+            self.on_train_batch_end(trainer, pl_module, None, None, self._pending)
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._catch_up(trainer, pl_module)
+        super().on_validation_start(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._catch_up(trainer, pl_module)
+        super().on_train_epoch_end(trainer, pl_module)
 
     def train_description(self, current_epoch: int) -> str:
         limit = self.trainer.max_steps
