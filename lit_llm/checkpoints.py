@@ -21,7 +21,8 @@ import torch
 from tokenizers import Tokenizer
 
 from lit_llm.errors import LitLLMError
-from lit_llm.model.gpt import GPT, GPTConfig
+from lit_llm.model.build import LanguageNetwork, build_model
+from lit_llm.model.gpt import ARCH_FIELDS, GPTConfig
 from lit_llm.model.hf import is_hf_dir, need_safetensors, read_hf_config, read_hf_model, read_hf_tokenizer
 
 META_CONFIG, META_TOKENIZER = "lit_llm.model_config", "lit_llm.tokenizer_json"
@@ -60,15 +61,29 @@ def gpt_state_dict(ckpt: dict) -> dict[str, torch.Tensor]:
     return {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
 
 
-def load_model(path: str | Path) -> tuple[GPT, Tokenizer]:
-    """The GPT (eval mode, CPU) and tokenizer of a lit_llm checkpoint, from the file alone."""
+def load_model(path: str | Path) -> tuple[LanguageNetwork, Tokenizer]:
+    """The network (GPT or recurrent LM; eval mode, CPU) and tokenizer of a lit_llm checkpoint, from it alone."""
     ckpt = read_lm_checkpoint(path)
     extra = ckpt["lit_llm"]
-    model = GPT(GPTConfig(**extra["model_config"]))
+    model = build_model(GPTConfig(**extra["model_config"]))
     model.load_state_dict(gpt_state_dict(ckpt))
     if not extra.get("tokenizer_json"):
         raise LitLLMError(f"{path} carries no tokenizer")
     return model.eval(), Tokenizer.from_str(extra["tokenizer_json"])
+
+
+def check_compatible(config: GPTConfig, extra: dict, tokenizer_json: str | None) -> None:
+    """A checkpoint (its "lit_llm" facts: extra) of another architecture or tokenizer than config and
+    tokenizer_json gets one line that names what differs (instead of a wall of state_dict size mismatches)."""
+    saved = extra.get("model_config") or {}
+    diffs = [f"{k}: checkpoint {saved[k]!r}, this run {getattr(config, k)!r}"
+             for k in ARCH_FIELDS if k in saved and saved[k] != getattr(config, k)]
+    if diffs:
+        raise LitLLMError("the checkpoint is of another model: " + "; ".join(diffs))
+    theirs = extra.get("tokenizer_json")
+    if theirs and tokenizer_json and json.loads(theirs) != json.loads(tokenizer_json):
+        raise LitLLMError("the checkpoint was trained with another tokenizer than this run's data uses; "
+                          "prepare the data with the checkpoint's tokenizer (--data.tokenizer PATH/tokenizer.json)")
 
 
 def newest_last_checkpoint(directory: str | Path) -> Path | None:

@@ -24,14 +24,15 @@ from tokenizers import Tokenizer
 from lit_llm.checkpoints import META_CONFIG, META_TOKENIZER, Source, read_source
 from lit_llm.data.tokenizer import build_tokenizer
 from lit_llm.errors import LitLLMError
-from lit_llm.model.gpt import ARCH_FIELDS, GPT, GPTConfig, resize_vocab_rows
+from lit_llm.model.build import build_model
+from lit_llm.model.gpt import ARCH_FIELDS, GPTConfig, resize_vocab_rows
 from lit_llm.model.hf import is_hf_dir, need_safetensors, read_hf_tokenizer, write_hf_dir
 
 
 def checked_state_dict(cfg: GPTConfig, sd: dict[str, torch.Tensor], where: str) -> dict[str, torch.Tensor]:
     """The state dict as our GPT holds it (tied weights shared), after checking every key and shape."""
     with torch.device("cpu"):
-        model = GPT(cfg)
+        model = build_model(cfg)
     try:
         model.load_state_dict(sd)
     except RuntimeError as err:
@@ -106,6 +107,9 @@ def export_hf(ckpt: str, out: str) -> str:
     out_path = Path(out).expanduser()
     refuse_existing(out_path)
     source = read_source(ckpt)
+    if source.config.arch != "transformer":
+        raise LitLLMError(f"{ckpt} is an {source.config.arch}: Hugging Face export covers Transformers (GPT-2, "
+                          "Llama) only; use export-safetensors")
     arch: list[str] = []
     write_new(out_path, lambda tmp: arch.append(write_hf_dir(tmp, source.config, source.state_dict,
                                                               source.tokenizer_json)))

@@ -1,5 +1,6 @@
-"""Text in, text out around `GPT.generate`: prompt encoding with clear errors, special tokens that are
-never sampled, and the sampling settings shared by `lit-llm generate`, `predict` and validation samples."""
+"""Text in, text out around `GPT.generate` (and `RecurrentLM.generate`): prompt encoding with clear errors,
+special tokens that are never sampled, and the sampling settings shared by `lit-llm generate`, `predict` and
+validation samples."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from tokenizers import Tokenizer
 
 from lit_llm.data.tokenizer import EOS, MASK, PAD, UNK
 from lit_llm.errors import LitLLMError
-from lit_llm.model.gpt import GPT
+from lit_llm.model.build import LanguageNetwork
 
 
 @dataclass
@@ -43,7 +44,7 @@ def encode_prompt(tokenizer: Tokenizer, prompt: str) -> list[int]:
 
 
 def generate_text(
-    model: GPT,
+    model: LanguageNetwork,
     tokenizer: Tokenizer,
     prompt: str,
     settings: SamplingSettings = SamplingSettings(),

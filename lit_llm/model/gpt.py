@@ -8,13 +8,11 @@ Design choices, each a `GPTConfig` switch:
   so the parameter count matches).
 - bias in every Linear and norm, tied input/output embeddings, dropout.
 - causal attention (GPT), or bidirectional (`causal=False`, the masked-LM objective; no generation).
-The GPT-2-exact mode is layernorm + learned + gelu + bias + tied; the modern mode is
-rmsnorm + rope + swiglu, no bias.
+GPT-2-exact: layernorm + learned + gelu + bias + tied; modern: rmsnorm + rope + swiglu, no bias.
 
-Attention is PyTorch's scaled_dot_product_attention (flash / memory-efficient kernels where the
-device has them). Weights are created in `__init__` and initialised by `init_weights()`, so the
-model can be built on the meta device and materialised later (FSDP). `GPT.generate` samples with a
-KV cache; model/generation.py turns text into ids and back around it.
+Attention is PyTorch's scaled_dot_product_attention (flash / memory-efficient kernels where the device
+has them). Weights are created in `__init__` and initialised by `init_weights()`, so the model can be
+built on the meta device and materialised later (FSDP). `GPT.generate` samples with a KV cache.
 """
 
 from __future__ import annotations
@@ -54,12 +52,16 @@ class GPTConfig:
     """The embedding and head get rows up to a multiple of this (faster matmuls: GPT-2's 50257 -> 50304).
     Padding rows are zero, never scored and never sampled; 1 = no padding. Invisible outside the model:
     logits have vocab_size columns, and weights load and export at any padding."""
+    arch: Literal["transformer", "lstm", "gru"] = "transformer"
+    """transformer (this file) or a recurrent LM (model/recurrent.py; n_head, pos, mlp, n_ff unused)."""
 
     def __post_init__(self) -> None:
-        if self.n_embd % self.n_head:
+        if self.arch == "transformer" and self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        if self.pos == "rope" and (self.n_embd // self.n_head) % 2:
+        if self.arch == "transformer" and self.pos == "rope" and (self.n_embd // self.n_head) % 2:
             raise ValueError(f"rope needs an even head size, got {self.n_embd // self.n_head}")
+        if self.arch != "transformer" and not self.causal:
+            raise ValueError(f"an {self.arch} reads left to right: it has no bidirectional (masked LM) mode")
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "pad_vocab_to"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -92,9 +94,8 @@ def resize_vocab_rows(state_dict: dict, rows: int, prefix: str = "") -> None:
 
 
 class Linear(nn.Linear):
-    """nn.Linear with GPT-2's init, N(0, std) weights and zero bias, in reset_parameters: the method FSDP
-    calls when it materialises weights built on the meta device, so that path gets the same init. Rows
-    from `real_rows` on (vocabulary padding) are zero."""
+    """nn.Linear with GPT-2's init, N(0, std) weights and zero bias, in reset_parameters (which FSDP calls
+    to materialise weights built on the meta device). Rows from `real_rows` on (vocabulary padding) are zero."""
 
     std = 0.02
 
@@ -310,9 +311,7 @@ class GPT(nn.Module):
         T = seq_len or cfg.block_size
         return 6 * n_matmul + 12 * cfg.n_layer * cfg.n_embd * T
 
-    def forward(
-        self, idx: torch.Tensor, caches: list[KVCache] | None = None, pos: int = 0
-    ) -> torch.Tensor:
+    def forward(self, idx: torch.Tensor, caches: list[KVCache] | None = None, pos: int = 0) -> torch.Tensor:
         """idx (B, T) token ids -> logits (B, T, vocab_size). With caches, idx continues at position pos.
         With vocabulary padding the logits are a view that leaves the padding columns out (no copy)."""
         logits = self.lm_head(self.hidden_states(idx, caches, pos))

@@ -1,4 +1,4 @@
-"""LanguageModel: the GPT, its loss, metrics, optimizer and learning-rate schedule.
+"""LanguageModel: the network (GPT, LSTM or GRU), its loss, metrics, optimizer and learning-rate schedule.
 
 Every architecture option is a flat init argument (so sweeps name `model.n_layer` directly) and every one
 is a plain type, so the checkpoint's hyper_parameters load with torch.load(weights_only=True). What the
@@ -17,34 +17,17 @@ from typing import Literal
 import lightning as L
 import torch
 from tokenizers import Tokenizer
-from torchmetrics import MeanMetric, Metric
+from torchmetrics import MeanMetric
 
-from lit_llm.checkpoints import read_lm_checkpoint
+from lit_llm.checkpoints import check_compatible, read_lm_checkpoint
 from lit_llm.errors import LitLLMError
-from lit_llm.model.gpt import ARCH_FIELDS, GPT, GPTConfig
+from lit_llm.model.build import LanguageNetwork, build_model
+from lit_llm.model.gpt import GPTConfig
+from lit_llm.training.evaluation import PositionNLL, TokenNLL, position_nll, record_loss_by_position
 from lit_llm.training.finetune import load_init_weights
 from lit_llm.training.lightning_internals import is_accumulating, should_log, trainer_or_none
 from lit_llm.training.objectives import CausalLM, MaskedLM, token_nll
 from lit_llm.training.optim import NonFiniteGuard, adamw_with_schedule, clip_and_measure
-
-
-class TokenNLL(Metric):
-    """Token-weighted mean negative log-likelihood: sum of NLL / number of target tokens, summed over
-    every batch and every rank before dividing, so exp() of it is the split's exact perplexity."""
-
-    full_state_update = False
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.add_state("nll", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("tokens", default=torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
-
-    def update(self, nll_sum: torch.Tensor, n_tokens: torch.Tensor) -> None:
-        self.nll += nll_sum.detach().to(torch.float64)
-        self.tokens += n_tokens.detach().to(torch.int64)
-
-    def compute(self) -> torch.Tensor:
-        return self.nll / self.tokens.clamp(min=1)
 
 
 def mean_over_ranks(trainer: L.Trainer, nll_sum: torch.Tensor, n_tokens: torch.Tensor) -> torch.Tensor:
@@ -74,6 +57,7 @@ class LanguageModel(L.LightningModule):
         self,
         vocab_size: int = 0,
         block_size: int = 0,
+        arch: Literal["transformer", "lstm", "gru"] = "transformer",
         n_layer: int = 4,
         n_head: int = 4,
         n_embd: int = 128,
@@ -98,13 +82,15 @@ class LanguageModel(L.LightningModule):
         objective: Literal["causal", "masked"] = "causal",
         mask_prob: float = 0.15,
         mask_seed: int = 1337,
+        loss_by_position: bool = False,
         system: SystemOptions | dict | None = None,
     ) -> None:
         """
         Args:
             vocab_size: vocabulary size; linked from the data's tokenizer.
             block_size: context length; linked from --data.block_size.
-            n_layer: Transformer blocks.
+            arch: transformer (GPT), or an lstm / gru language model (n_head, pos, mlp, n_ff, rope_theta unused).
+            n_layer: Transformer blocks (recurrent: LSTM/GRU layers of width n_embd).
             n_head: attention heads.
             n_embd: model width.
             n_ff: feed-forward width (0: 4*n_embd for the GELUs, ~8/3*n_embd for swiglu).
@@ -132,6 +118,7 @@ class LanguageModel(L.LightningModule):
                 tokenizer with <mask>, as char and bpe have; no generation).
             mask_prob: masked objective: share of positions selected for the loss (80% MASK, 10% random, 10% kept).
             mask_seed: masked objective: seed of the masks (each micro-batch's mask is fixed by it and the step).
+            loss_by_position: also record the val/test loss at each position of the context (loss_by_position.csv, W&B).
             system: compile and activation checkpointing (--model.system.*).
         """
         super().__init__()
@@ -146,12 +133,14 @@ class LanguageModel(L.LightningModule):
         try:
             self.config = GPTConfig(vocab_size, block_size, n_layer, n_head, n_embd, n_ff, norm, pos, mlp,
                                     bias, tie_embeddings, dropout, rope_theta, causal=objective == "causal",
-                                    pad_vocab_to=self.system.pad_vocab_to)
+                                    pad_vocab_to=self.system.pad_vocab_to, arch=arch)
         except ValueError as err:
             raise LitLLMError(f"invalid model config: {err}") from None
         self.objective = MaskedLM(mask_prob, mask_seed, vocab_size) if objective == "masked" else CausalLM()
-        self.model: GPT | None = None  # built in configure_model(), on the meta device under FSDP
+        self.model: LanguageNetwork | None = None  # built in configure_model(), on the meta device under FSDP
         self.val_nll, self.test_nll = TokenNLL(), TokenNLL()
+        if loss_by_position:
+            self.val_position, self.test_position = PositionNLL(block_size), PositionNLL(block_size)
         if objective == "masked":  # accuracy of the argmax prediction at the masked positions
             self.val_mlm_acc, self.test_mlm_acc = MeanMetric(), MeanMetric()
         self.guard = NonFiniteGuard(max_nonfinite_skips)
@@ -165,7 +154,7 @@ class LanguageModel(L.LightningModule):
         GPT-2 init). Parallelism itself stays in the trainer's strategy."""
         if self.model is not None:
             return
-        self.model = GPT(self.config)
+        self.model = build_model(self.config)
         if self.hparams.init_from and trainer_or_none(self) is not None:
             load_init_weights(self)
         self.model.checkpoint_blocks = self.system.activation_checkpointing
@@ -200,18 +189,9 @@ class LanguageModel(L.LightningModule):
         self.data_meta = json.loads(extra.get("data_meta_json") or "{}") or self.data_meta
 
     def check_compatible(self, extra: dict, tokenizer_json: str | None = None) -> None:
-        """A checkpoint of another architecture or tokenizer gets one line that names what differs (instead
-        of a wall of state_dict size mismatches). The CLI calls it before it touches any log; Lightning
-        again before it loads the weights."""
-        saved = extra.get("model_config") or {}
-        diffs = [f"{k}: checkpoint {saved[k]!r}, this run {getattr(self.config, k)!r}"
-                 for k in ARCH_FIELDS if k in saved and saved[k] != getattr(self.config, k)]
-        if diffs:
-            raise LitLLMError("the checkpoint is of another model: " + "; ".join(diffs))
-        theirs, ours = extra.get("tokenizer_json"), tokenizer_json or self.tokenizer_json
-        if theirs and ours and json.loads(theirs) != json.loads(ours):
-            raise LitLLMError("the checkpoint was trained with another tokenizer than this run's data uses; "
-                              "prepare the data with the checkpoint's tokenizer (--data.tokenizer PATH/tokenizer.json)")
+        """One line naming what differs (lit_llm.checkpoints.check_compatible). The CLI calls it before it
+        touches any log; Lightning again before it loads the weights."""
+        check_compatible(self.config, extra, tokenizer_json or self.tokenizer_json)
 
     @classmethod
     def from_checkpoint(cls, path: str) -> LanguageModel:
@@ -262,9 +242,11 @@ class LanguageModel(L.LightningModule):
 
     def _evaluate(self, batch: dict, batch_idx: int, split: str) -> None:
         trainer = trainer_or_none(self)
-        nll_sum, n_scored, correct = self.objective.score(self.model, batch, batch_idx,
-                                                          trainer.global_rank if trainer else 0)
+        logits, targets = self.objective.eval_pair(self.model, batch, batch_idx, trainer.global_rank if trainer else 0)
+        nll_sum, n_scored, correct = self.objective.score(logits, targets)
         getattr(self, f"{split}_nll").update(nll_sum, n_scored)
+        if self.hparams.loss_by_position:
+            getattr(self, f"{split}_position").update(*position_nll(logits, targets))
         if correct is not None:
             getattr(self, f"{split}_mlm_acc").update(correct.float() / n_scored.clamp(min=1), weight=n_scored)
 
@@ -282,6 +264,8 @@ class LanguageModel(L.LightningModule):
         self.log(f"{split}/ppl", torch.exp(loss).float())
         # the x-axis of these rows in W&B (and in `lit-llm report`): tokens trained on so far
         self.log("tokens_seen", torch.tensor(self.tokens_seen, dtype=torch.float64))
+        if self.hparams.loss_by_position:  # loss_by_position.csv and a W&B table (rank 0)
+            record_loss_by_position(trainer_or_none(self), getattr(self, f"{split}_position"), split)
         if not self.objective.causal:
             acc = getattr(self, f"{split}_mlm_acc")
             self.log(f"{split}/mlm_acc", acc.compute().float())

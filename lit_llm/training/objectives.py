@@ -93,9 +93,13 @@ class CausalLM:
         tokens = batch["tokens"]
         return tokens[:, :-1], batch.get("targets", tokens[:, 1:])
 
-    def score(self, model, batch: dict, batch_idx: int, rank: int) -> tuple[torch.Tensor, torch.Tensor, None]:
+    def eval_pair(self, model, batch: dict, batch_idx: int, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The logits and targets an evaluation batch is scored on."""
+        return model(batch["input"]), batch["target"]
+
+    def score(self, logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
         """Summed NLL and scored positions of an evaluation batch (no accuracy)."""
-        return (*token_nll(model(batch["input"]), batch["target"]), None)
+        return (*token_nll(logits, targets), None)
 
 
 class MaskedLM(CausalLM):
@@ -123,9 +127,13 @@ class MaskedLM(CausalLM):
     def training_pair(self, batch: dict, micro_batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.corrupt(batch["tokens"][:, :-1], micro_batch)
 
-    def score(self, model, batch: dict, batch_idx: int, rank: int):
+    def eval_pair(self, model, batch: dict, batch_idx: int, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The same masks at every evaluation (seeded by the batch), scored at the selected positions;
-        the padded tail of a short last window is never selected. Returns (NLL sum, scored, correct)."""
+        the padded tail of a short last window is never selected."""
         valid = batch["target"] != IGNORE_INDEX
         inputs, targets = self.corrupt(batch["input"], -(1 + batch_idx * 1024 + rank), valid)
-        return masked_lm_scores(model(inputs), targets)
+        return model(inputs), targets
+
+    def score(self, logits: torch.Tensor, targets: torch.Tensor):
+        """(NLL sum, scored, correct) at the selected positions."""
+        return masked_lm_scores(logits, targets)

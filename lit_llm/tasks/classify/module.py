@@ -24,6 +24,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from lit_llm.checkpoints import gpt_state_dict, read_lm_checkpoint
 from lit_llm.errors import LitLLMError
+from lit_llm.model.build import LanguageNetwork, build_model
 from lit_llm.model.gpt import GPT, GPTConfig
 from lit_llm.training.lightning_internals import should_log, trainer_or_none
 from lit_llm.training.optim import adamw_with_schedule
@@ -37,12 +38,12 @@ def pool(h: torch.Tensor, lengths: torch.Tensor, how: str) -> torch.Tensor:
     return (h * keep[..., None]).sum(dim=1) / lengths[:, None].to(h.dtype)
 
 
-def load_gpt(path: str) -> GPT:
+def load_gpt(path: str) -> LanguageNetwork:
     """The GPT of a lit_llm LM checkpoint (plain tensors only). Built directly rather than through a
     LanguageModel: a LightningModule created inside LightningCLI's instantiation would take the outer
     module's hyper-parameters."""
     ckpt = read_lm_checkpoint(path)
-    model = GPT(GPTConfig(**ckpt["lit_llm"]["model_config"]))
+    model = build_model(GPTConfig(**ckpt["lit_llm"]["model_config"]))
     model.load_state_dict(gpt_state_dict(ckpt))
     return model
 
