@@ -25,10 +25,11 @@ class RecordSamples(L.Callback):
 
 def main() -> None:
     corpus, out, cache, devices, batch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+    arch = sys.argv[6] if len(sys.argv) > 6 else "transformer"
     L.seed_everything(0)
     dm = TextDataModule(corpus, "char", block_size=16, batch_size=batch, cache_dir=cache)
-    model = LanguageModel(vocab_size=dm.prepare_once().vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=32,
-                          lr=3e-3, warmup_steps=0)
+    model = LanguageModel(vocab_size=dm.prepare_once().vocab_size, block_size=16, arch=arch, n_layer=1, n_head=2,
+                          n_embd=32, lr=3e-3, warmup_steps=0)
     trainer = L.Trainer(accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto",
                         max_steps=30, logger=CSVLogger(out, name="", version=""), log_every_n_steps=1,
                         limit_val_batches=0, enable_checkpointing=False, enable_progress_bar=False,

@@ -108,8 +108,8 @@ def export_hf(ckpt: str, out: str) -> str:
     refuse_existing(out_path)
     source = read_source(ckpt)
     if source.config.arch != "transformer":
-        raise LitLLMError(f"{ckpt} is an {source.config.arch}: Hugging Face export covers Transformers (GPT-2, "
-                          "Llama) only; use export-safetensors")
+        raise LitLLMError(f"{ckpt} holds a recurrent LM ({source.config.arch}): Hugging Face export covers "
+                          "Transformers (GPT-2, Llama) only; use export-safetensors")
     arch: list[str] = []
     write_new(out_path, lambda tmp: arch.append(write_hf_dir(tmp, source.config, source.state_dict,
                                                               source.tokenizer_json)))

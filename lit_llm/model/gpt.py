@@ -61,7 +61,7 @@ class GPTConfig:
         if self.arch == "transformer" and self.pos == "rope" and (self.n_embd // self.n_head) % 2:
             raise ValueError(f"rope needs an even head size, got {self.n_embd // self.n_head}")
         if self.arch != "transformer" and not self.causal:
-            raise ValueError(f"an {self.arch} reads left to right: it has no bidirectional (masked LM) mode")
+            raise ValueError(f"a recurrent LM ({self.arch}) reads left to right: no bidirectional (masked LM) mode")
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "pad_vocab_to"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")

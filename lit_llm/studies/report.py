@@ -3,7 +3,8 @@
 A run is a `lightning_logs/version_N/` directory holding `summary.json` (written by every fit), found at
 any depth, so a single root, a sweep directory (`lit-llm sweep`) or a tree of both all work. The page has
 a sortable runs table, loss and perplexity curves against tokens and FLOPs, throughput and MFU over
-training time, the scaling fit of each sweep (`lit_llm.studies.scaling`, reused as is), the samples
+training time, the loss at each position of the context (runs with `--model.loss_by_position true`), the
+scaling fit of each sweep (`lit_llm.studies.scaling`, reused as is), the samples
 generated at validation during training (`samples.jsonl`) and those `lit-llm predict` wrote. Runs are read
 through `lit_llm.studies.runs`. It is written to `DIR/report.html` through a temporary file and a rename;
 an existing report is replaced only with `--overwrite`.
@@ -88,13 +89,19 @@ def table_row(run: Run, keys: list[str]) -> dict:
         mfu = mfu * rate / tp["tokens_per_sec_per_device"]
     return {
         "run": run.label,
-        "model": f"{cfg.get('model.n_layer', '?')}L·{cfg.get('model.n_embd', '?')}d·{cfg.get('model.n_head', '?')}h",
+        "model": model_name(cfg),
         "config": ", ".join(f"{k.split('.', 1)[-1] if k.startswith('model.') else k}={cfg.get(k)}" for k in keys),
         "params": s.get("params"), "params_non_embedding": s.get("params_non_embedding"),
         "tokens": s.get("tokens_seen"), "flops": s.get("flops"), "steps": s.get("global_step"),
         "val_loss": s.get("val/loss"), "val_ppl": s.get("val/ppl"),
         "tokens_per_sec": rate * world if rate else None, "mfu": mfu, "seconds": s.get("train_seconds"),
     }
+
+
+def model_name(cfg: dict) -> str:
+    shape = f"{cfg.get('model.n_layer', '?')}L·{cfg.get('model.n_embd', '?')}d"
+    arch = cfg.get("model.arch", "transformer")
+    return f"{shape}·{cfg.get('model.n_head', '?')}h" if arch == "transformer" else f"{arch} {shape}"
 
 
 # --- figures --------------------------------------------------------------------------------------
@@ -150,6 +157,27 @@ def _legend(fig, ax, n: int) -> None:
         return  # a legend that long helps nobody; the table names the runs
     fig.legend(*ax.get_legend_handles_labels(), loc="center left", bbox_to_anchor=(0.855, 0.5),
                fontsize=8 if n <= 12 else 6, ncol=1 if n <= 20 else 2, frameon=False)
+
+
+def position_section(runs: list[Run]) -> str:
+    """The val loss at each position of the context, one line per run that recorded it
+    (`--model.loss_by_position true`: the fit's final validation, or a `validate`)."""
+    recorded = [r for r in runs if r.positions]
+    if not recorded:
+        return ("<p class=note>No run recorded it: <code>--model.loss_by_position true</code> (fit or "
+                "<code>lit-llm validate</code>) writes <code>loss_by_position.csv</code>.</p>")
+    import matplotlib.pyplot as plt  # loaded (with the Agg backend) by curve_figures, which runs first
+
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    for run in recorded:
+        rows = [p for p in run.positions if "position" in p and "loss" in p]
+        ax.plot([p["position"] for p in rows], [p["loss"] for p in rows], lw=1.2,
+                label=run.label + ("" if run.is_fit else " (validate)"))
+    ax.set(xlabel="position in context (tokens before the target)", ylabel="val loss (nats/token)",
+           xscale="symlog", title="mean validation loss at each position")
+    ax.grid(alpha=0.3, which="both")
+    _legend(fig, ax, len(recorded))
+    return f"<img alt='loss by position' src='data:image/png;base64,{_png(fig)}'>"
 
 
 # --- sections -------------------------------------------------------------------------------------
@@ -222,6 +250,7 @@ tokens/s: the run's mean over all devices (start-up and validation excluded); MF
 {runs_table([table_row(r, keys) for r in fits])}
 {evaluations_table(evals)}
 <h2>Curves</h2>{figures}
+<h2>Loss by position</h2>{position_section(runs)}
 <h2>Scaling</h2>{''.join(scaling_sections(root, bootstrap))}
 <h2>Samples</h2>{samples_section(root)}
 <script>{SORT_SCRIPT}</script></body></html>

@@ -1,7 +1,8 @@
 """Reading what runs wrote: the one reader of run outputs for sweep, scaling and report.
 
 A run's log directory (`lightning_logs/version_N/`) holds `summary.json` (written after fit, validate and
-test), `metrics.csv`, and the samples `samples.jsonl`/`predictions.jsonl`; a sweep directory holds
+test), `metrics.csv`, the samples `samples.jsonl`/`predictions.jsonl` and, with --model.loss_by_position,
+`loss_by_position.csv` (the last validation's mean loss at each position of the context); a sweep directory holds
 `sweep-state.json` (written by `lit-llm sweep`) beside one root per run. Only this module knows those
 names and how a fit's summary differs from that of a `validate`/`test` of a checkpoint.
 """
@@ -17,6 +18,7 @@ from lit_llm.errors import LitLLMError
 
 SUMMARY = "summary.json"
 METRICS = "metrics.csv"
+LOSS_BY_POSITION = "loss_by_position.csv"  # columns position, loss, tokens
 SWEEP_STATE = "sweep-state.json"
 
 
@@ -136,6 +138,7 @@ class Run:
     summary: dict
     rows: list[dict[str, float]] = field(default_factory=list)  # metrics.csv, empty cells left out
     sweep_params: dict = field(default_factory=dict)
+    positions: list[dict[str, float]] = field(default_factory=list)  # loss_by_position.csv (val), if any
 
     @property
     def is_fit(self) -> bool:
@@ -156,7 +159,8 @@ def find_runs(root: Path) -> tuple[list[Run], list[str]]:
         inside = root in run_root.parents  # not when RUNS_DIR is the log directory itself
         name = run_root.relative_to(root).as_posix() if inside else run_root.resolve().name
         found.append((run_root, log_dir, Run(name, log_dir, summary, read_metrics(log_dir / METRICS),
-                                              params.get(str(run_root.resolve()), {}))))
+                                              params.get(str(run_root.resolve()), {}),
+                                              read_metrics(log_dir / LOSS_BY_POSITION))))
     roots = [r for r, _, _ in found]
     for run_root, log_dir, run in found:
         if roots.count(run_root) > 1:  # several fits in one root: name the version
