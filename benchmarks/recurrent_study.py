@@ -1,0 +1,104 @@
+"""Transformer vs LSTM/GRU (docs/recurrent.md): the figures of a sweep of sweeps/recurrent.yaml.
+
+    OMP_NUM_THREADS=1 lit-llm sweep sweeps/recurrent.yaml --out runs/sweeps/recurrent
+    python benchmarks/recurrent_study.py runs/sweeps/recurrent --out docs/recurrent
+
+Reads every fit under the sweep directory through lit_llm.studies.runs (summary.json and
+loss_by_position.csv) and writes
+- loss_vs_params.png: final val loss against non-embedding parameters, one line per architecture;
+- loss_vs_position.png: the final val loss at each position of the context, one line per run
+  (the colour is the architecture, darker is larger);
+and prints a Markdown table of the runs (arch, width, parameters, tokens, val loss, loss at the first and
+last positions, tokens/s, seconds). A script that draws figures, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from lit_llm.studies.runs import find_runs  # noqa: E402
+
+COLOURS = {"transformer": "Blues", "lstm": "Oranges", "gru": "Greens"}
+
+
+def load(root: Path) -> list[dict]:
+    runs, _ = find_runs(root)
+    out = []
+    for run in runs:
+        if not run.is_fit:
+            continue
+        s, cfg = run.summary, run.summary.get("config", {})
+        positions = sorted((p["position"], p["loss"]) for p in run.positions if "position" in p and "loss" in p)
+        out.append({"label": run.label, "arch": cfg.get("model.arch", "transformer"), "width": cfg.get("model.n_embd"),
+                    "layers": cfg.get("model.n_layer"), "N": s["params_non_embedding"], "tokens": s["tokens_seen"],
+                    "loss": s["val/loss"], "positions": positions, "seconds": s.get("train_seconds"),
+                    "tokens_per_sec": s.get("throughput", {}).get("tokens_per_sec_per_device_mean")})
+    return sorted(out, key=lambda r: (r["arch"], r["N"]))
+
+
+def plot(runs: list[dict], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    archs = sorted({r["arch"] for r in runs}, key=list(COLOURS).index)
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for arch in archs:
+        rs = [r for r in runs if r["arch"] == arch]
+        ax.plot([r["N"] for r in rs], [r["loss"] for r in rs], "o-", color=plt.get_cmap(COLOURS[arch])(0.75),
+                label=arch)
+    tokens = sorted({r["tokens"] for r in runs})
+    ax.set(xscale="log", xlabel="non-embedding parameters", ylabel="final val loss (nats/char)",
+           title=f"Tiny Shakespeare (char), {', '.join(f'{t:,}' for t in tokens)} training tokens")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "loss_vs_params.png", dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for arch in archs:
+        rs = [r for r in runs if r["arch"] == arch and r["positions"]]
+        for i, r in enumerate(rs):
+            shade = 0.35 + 0.6 * (i + 1) / len(rs)
+            ax.plot([p for p, _ in r["positions"]], [v for _, v in r["positions"]], lw=1.2,
+                    color=plt.get_cmap(COLOURS[arch])(shade), label=f"{arch} N={r['N'] / 1e3:.0f}k")
+    ax.set(xscale="symlog", xlabel="position in context (characters before the target)",
+           ylabel="val loss (nats/char)", title="final val loss at each position of the context")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(out / "loss_vs_position.png", dpi=100)
+    plt.close(fig)
+
+
+def table(runs: list[dict]) -> str:
+    lines = ["| arch | layers x width | non-emb. params | tokens | val loss | loss at pos. 0 / 8 / last | tokens/s | time (s) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        pos = dict(r["positions"])
+        at = " / ".join(f"{pos[p]:.3f}" if p in pos else "-" for p in (0, 8, max(pos, default=-1)))
+        rate = f"{r['tokens_per_sec']:,.0f}" if r["tokens_per_sec"] else "-"
+        lines.append(f"| {r['arch']} | {r['layers']} x {r['width']} | {r['N']:,} | {r['tokens']:,} | {r['loss']:.4f} "
+                     f"| {at} | {rate} | {r['seconds'] or 0:.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sweep_dir", type=Path)
+    parser.add_argument("--out", type=Path, default=Path("docs/recurrent"))
+    args = parser.parse_args()
+    runs = load(args.sweep_dir)
+    if not runs:
+        raise SystemExit(f"no finished fits under {args.sweep_dir}")
+    plot(runs, args.out)
+    print(table(runs))
+    print(f"\nwrote {args.out / 'loss_vs_params.png'} and {args.out / 'loss_vs_position.png'}")
+
+
+if __name__ == "__main__":
+    main()
