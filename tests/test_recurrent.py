@@ -139,6 +139,11 @@ def test_lstm_and_gru_fit_validate_generate_and_report(tiny_text, tmp_path, caps
         float(r["loss"]) for r in read_positions(gru / "lightning_logs/version_1/loss_by_position.csv")]}
     page = write_report(tmp_path, tmp_path / "report").read_text()
     assert "alt='loss by position'" in page and "No run recorded it" not in page
+    # without the option, a checkpoint that recorded it keeps doing so (its hyper-parameters, as the others)
+    assert main(["validate", "--ckpt_path", str(lstm / "checkpoints/last.ckpt"), "--data.corpus", str(tiny_text),
+                 "--data.tokenizer", "char", "--data.block_size", "32", "--trainer.default_root_dir", str(lstm),
+                 "--trainer.enable_progress_bar", "false"]) == 0
+    assert read_positions(lstm / "lightning_logs/version_1/loss_by_position.csv") == rows  # the same weights
 
 
 def test_recurrent_refusals(tiny_text, tmp_path, capsys):

@@ -34,9 +34,11 @@ class LitLLMCLI(BaseCLI):
         parser.link_arguments("data", "model.vocab_size", compute_fn=tokenizer_size, apply_on="instantiate")
 
     def checkpoint_hparams_to_config(self, path: str, hparams: dict) -> None:
-        """--model.loss_by_position is an evaluation setting, not the model's: the command line's holds
-        (`lit-llm validate --ckpt_path CKPT --model.loss_by_position true`), not the checkpoint's."""
-        super().checkpoint_hparams_to_config(path, {k: v for k, v in hparams.items() if k != "loss_by_position"})
+        """--model.loss_by_position is an evaluation setting, not the model's: turned on on the command line
+        it holds (`lit-llm validate --ckpt_path CKPT --model.loss_by_position true`); else the checkpoint's."""
+        if self.config[self.config["subcommand"]].model.get("loss_by_position"):
+            hparams = {k: v for k, v in hparams.items() if k != "loss_by_position"}
+        super().checkpoint_hparams_to_config(path, hparams)
 
     def before_instantiate_classes(self) -> None:
         apply_init_from(self.config[self.subcommand] if self.subcommand else self.config, LanguageModel, TextDataModule)
