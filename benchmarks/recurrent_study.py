@@ -7,7 +7,8 @@ Reads every fit under the sweep directory through lit_llm.studies.runs (summary.
 loss_by_position.csv) and writes
 - loss_vs_params.png: final val loss against non-embedding parameters, one line per architecture;
 - loss_vs_position.png: the final val loss at each position of the context, one line per run
-  (the colour is the architecture, darker is larger);
+  (the colour is the architecture, darker is larger; thin: every position, dots: means over 1, 2, 4, ...
+  positions);
 and prints a Markdown table of the runs (arch, width, parameters, tokens, val loss, loss at the first and
 last positions, tokens/s, seconds). A script that draws figures, not a test.
 """
@@ -63,16 +64,31 @@ def plot(runs: list[dict], out: Path) -> None:
     for arch in archs:
         rs = [r for r in runs if r["arch"] == arch and r["positions"]]
         for i, r in enumerate(rs):
-            shade = 0.35 + 0.6 * (i + 1) / len(rs)
-            ax.plot([p for p, _ in r["positions"]], [v for _, v in r["positions"]], lw=1.2,
-                    color=plt.get_cmap(COLOURS[arch])(shade), label=f"{arch} N={r['N'] / 1e3:.0f}k")
-    ax.set(xscale="symlog", xlabel="position in context (characters before the target)",
+            colour = plt.get_cmap(COLOURS[arch])(0.35 + 0.6 * (i + 1) / len(rs))
+            ax.plot([p for p, _ in r["positions"]], [v for _, v in r["positions"]], lw=0.6, alpha=0.35, color=colour)
+            x, y = binned(r["positions"])
+            ax.plot(x, y, "o-", ms=3, lw=1.5, color=colour, label=f"{arch} N={r['N'] / 1e3:.0f}k")
+    ax.set(xscale="symlog", xlabel="position t in the context (the prediction at t has read t+1 characters)",
            ylabel="val loss (nats/char)", title="final val loss at each position of the context")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(out / "loss_vs_position.png", dpi=100)
     plt.close(fig)
+
+
+def binned(positions: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
+    """The mean loss over positions 0, 1, 2-3, 4-7, 8-15, ... (each position's own ~1/sqrt(windows) noise
+    averaged down), at the bin's mean position; the thin lines show every position."""
+    x, y, lo = [], [], 0
+    while lo <= max(p for p, _ in positions):
+        hi = max(1, 2 * lo)
+        inside = [(p, v) for p, v in positions if lo <= p < hi]
+        if inside:
+            x.append(sum(p for p, _ in inside) / len(inside))
+            y.append(sum(v for _, v in inside) / len(inside))
+        lo = hi
+    return x, y
 
 
 def table(runs: list[dict]) -> str:

@@ -173,7 +173,7 @@ def position_section(runs: list[Run]) -> str:
         rows = [p for p in run.positions if "position" in p and "loss" in p]
         ax.plot([p["position"] for p in rows], [p["loss"] for p in rows], lw=1.2,
                 label=run.label + ("" if run.is_fit else " (validate)"))
-    ax.set(xlabel="position in context (tokens before the target)", ylabel="val loss (nats/token)",
+    ax.set(xlabel="position t in the context (the prediction at t has read t+1 tokens)", ylabel="val loss (nats/token)",
            xscale="symlog", title="mean validation loss at each position")
     ax.grid(alpha=0.3, which="both")
     _legend(fig, ax, len(recorded))
