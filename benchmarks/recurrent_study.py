@@ -1,7 +1,8 @@
 """Transformer vs LSTM/GRU (docs/recurrent.md): the figures of a sweep of sweeps/recurrent.yaml.
 
     OMP_NUM_THREADS=1 lit-llm sweep sweeps/recurrent.yaml --out runs/sweeps/recurrent
-    python benchmarks/recurrent_study.py runs/sweeps/recurrent --out docs/recurrent
+    python benchmarks/recurrent_study.py runs/sweeps/recurrent --out docs/recurrent \
+        [--check ../shared/data/tinyshakespeare.txt]
 
 Reads every fit under the sweep directory through lit_llm.studies.runs (summary.json and
 loss_by_position.csv) and writes
@@ -9,8 +10,8 @@ loss_by_position.csv) and writes
 - loss_vs_position.png: the final val loss at each position of the context, one line per run
   (the colour is the architecture, darker is larger; thin: every position, dots: means over 1, 2, 4, ...
   positions);
-and prints a Markdown table of the runs (arch, width, parameters, tokens, val loss, loss at the first and
-last positions, tokens/s, seconds). A script that draws figures, not a test.
+and prints a Markdown table of the runs (arch, width, parameters, tokens, val loss, mean loss at positions
+0, 8-15 and 64-127, tokens/s, seconds). A script that draws figures, not a test.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 
 from lit_llm.studies.runs import find_runs  # noqa: E402
 
@@ -54,6 +56,7 @@ def plot(runs: list[dict], out: Path) -> None:
     tokens = sorted({r["tokens"] for r in runs})
     ax.set(xscale="log", xlabel="non-embedding parameters", ylabel="final val loss (nats/char)",
            title=f"Tiny Shakespeare (char), {', '.join(f'{t:,}' for t in tokens)} training tokens")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # labelled minor ticks overlap
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     fig.tight_layout()
@@ -91,15 +94,43 @@ def binned(positions: list[tuple[float, float]]) -> tuple[list[float], list[floa
     return x, y
 
 
+def mean_loss(positions: list[tuple[float, float]], lo: int, hi: int) -> float:
+    inside = [v for p, v in positions if lo <= p < hi]
+    return sum(inside) / len(inside) if inside else float("nan")
+
+
 def table(runs: list[dict]) -> str:
-    lines = ["| arch | layers x width | non-emb. params | tokens | val loss | loss at pos. 0 / 8 / last | tokens/s | time (s) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| arch | layers x width | non-emb. params | tokens | val loss | loss at t = 0 / 8-15 / 64-127 "
+             "| tokens/s | time (s) |", "|---|---|---|---|---|---|---|---|"]
     for r in runs:
-        pos = dict(r["positions"])
-        at = " / ".join(f"{pos[p]:.3f}" if p in pos else "-" for p in (0, 8, max(pos, default=-1)))
+        at = " / ".join(f"{mean_loss(r['positions'], lo, hi):.3f}" for lo, hi in ((0, 1), (8, 16), (64, 128)))
         rate = f"{r['tokens_per_sec']:,.0f}" if r["tokens_per_sec"] else "-"
         lines.append(f"| {r['arch']} | {r['layers']} x {r['width']} | {r['N']:,} | {r['tokens']:,} | {r['loss']:.4f} "
                      f"| {at} | {rate} | {r['seconds'] or 0:.0f} |")
+    return "\n".join(lines)
+
+
+def check(root: Path, corpus: Path, windows: int) -> str:
+    """An independent check of loss_by_position.csv: each arch's largest checkpoint scored with a plain
+    model(x) and F.cross_entropy on the first `windows` 128-character windows of the corpus' last 10%."""
+    import torch
+    import torch.nn.functional as F
+
+    from lit_llm.checkpoints import load_model
+
+    text = corpus.read_text()
+    val = text[int(len(text) * 0.9):]
+    lines = []
+    for arch in sorted({r["arch"] for r in load(root)}):
+        best = max((r for r in load(root) if r["arch"] == arch), key=lambda r: r["N"])
+        model, tok = load_model(root / best["label"] / "checkpoints" / "last.ckpt")
+        ids = torch.tensor(tok.encode(val).ids)
+        n = min(windows, (len(ids) - 1) // 128)
+        x, y = ids[: n * 128].view(n, 128), ids[1 : n * 128 + 1].view(n, 128)
+        with torch.no_grad():
+            nll = F.cross_entropy(model(x).transpose(1, 2), y, reduction="none").mean(0)
+        bins = ", ".join(f"t={lo}-{hi - 1}: {nll[lo:hi].mean():.3f}" for lo, hi in ((0, 1), (8, 16), (64, 128)))
+        lines.append(f"{arch} N={best['N']:,} ({n} windows): {bins}")
     return "\n".join(lines)
 
 
@@ -107,6 +138,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dir", type=Path)
     parser.add_argument("--out", type=Path, default=Path("docs/recurrent"))
+    parser.add_argument("--check", type=Path, default=None, metavar="CORPUS",
+                        help="also score the largest run of each arch directly on CORPUS's last 10%%")
+    parser.add_argument("--check-windows", type=int, default=400)
     args = parser.parse_args()
     runs = load(args.sweep_dir)
     if not runs:
@@ -114,6 +148,8 @@ def main() -> None:
     plot(runs, args.out)
     print(table(runs))
     print(f"\nwrote {args.out / 'loss_vs_params.png'} and {args.out / 'loss_vs_position.png'}")
+    if args.check:
+        print(check(args.sweep_dir, args.check, args.check_windows))
 
 
 if __name__ == "__main__":
