@@ -125,6 +125,11 @@ def test_lstm_and_gru_fit_validate_generate_and_report(tiny_text, tmp_path, caps
     summary = json.loads((lstm / "lightning_logs/version_0/summary.json").read_text())
     assert [int(r["position"]) for r in rows] == list(range(32))
     assert abs(averaged(rows) - summary["val/loss"]) <= 1e-6
+    tables = list(lstm.glob("wandb/offline-run-*/files/media/table/val/loss_by_position_*.table.json"))  # W&B (offline)
+    assert len(tables) == 2  # one per validation (steps 4 and 8), the last as the file
+    last = json.loads(max(tables, key=lambda p: int(p.name.split("_")[3])).read_text())
+    assert last["columns"] == ["position", "loss", "tokens"]
+    assert last["data"] == [[int(r["position"]), float(r["loss"]), int(r["tokens"])] for r in rows]
     # a checkpoint trained without it: `validate --model.loss_by_position true` records it (the command line's)
     assert main(["validate", "--ckpt_path", str(gru / "checkpoints/last.ckpt"), "--model.loss_by_position", "true",
                  "--data.corpus", str(tiny_text), "--data.tokenizer", "char", "--data.block_size", "32",
