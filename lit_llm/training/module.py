@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import json
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Literal
 
 import lightning as L
@@ -22,6 +23,7 @@ from torchmetrics import MeanMetric, Metric
 from lit_llm.checkpoints import read_lm_checkpoint
 from lit_llm.errors import LitLLMError
 from lit_llm.model.gpt import ARCH_FIELDS, GPT, GPTConfig
+from lit_llm.model.mup import lr_multiplier
 from lit_llm.training.finetune import load_init_weights
 from lit_llm.training.lightning_internals import is_accumulating, should_log, trainer_or_none
 from lit_llm.training.objectives import CausalLM, MaskedLM, token_nll
@@ -52,6 +54,20 @@ def mean_over_ranks(trainer: L.Trainer, nll_sum: torch.Tensor, n_tokens: torch.T
     n_tokens is copied by its conversion to nll_sum's dtype."""
     reduce = trainer.strategy.reduce
     return reduce(nll_sum, reduce_op="sum") / reduce(n_tokens.to(nll_sum.dtype), reduce_op="sum")
+
+
+def check_compatible(config: GPTConfig, extra: dict, tokenizer_json: str | None) -> None:
+    """A checkpoint (its "lit_llm" entry) of another architecture or tokenizer gets one line that names what
+    differs, instead of a wall of state_dict size mismatches."""
+    saved = extra.get("model_config") or {}
+    diffs = [f"{k}: checkpoint {saved[k]!r}, this run {getattr(config, k)!r}"
+             for k in ARCH_FIELDS if k in saved and saved[k] != getattr(config, k)]
+    if diffs:
+        raise LitLLMError("the checkpoint is of another model: " + "; ".join(diffs))
+    theirs = extra.get("tokenizer_json")
+    if theirs and tokenizer_json and json.loads(theirs) != json.loads(tokenizer_json):
+        raise LitLLMError("the checkpoint was trained with another tokenizer than this run's data uses; "
+                          "prepare the data with the checkpoint's tokenizer (--data.tokenizer PATH/tokenizer.json)")
 
 
 @dataclass
@@ -85,6 +101,8 @@ class LanguageModel(L.LightningModule):
         tie_embeddings: bool = True,
         dropout: float = 0.0,
         rope_theta: float = 10000.0,
+        parametrization: Literal["standard", "mup"] = "standard",
+        mup_base_width: int = 0,
         lr: float = 1e-3,
         min_lr: float | None = None,
         warmup_steps: int = 100,
@@ -115,6 +133,9 @@ class LanguageModel(L.LightningModule):
             tie_embeddings: share the token embedding with the output head.
             dropout: dropout probability.
             rope_theta: RoPE base.
+            parametrization: standard (GPT-2's) or mup: µP's init, attention scale, output multiplier and
+                per-group Adam learning rates, so lr (tuned at mup_base_width) transfers across widths.
+            mup_base_width: µP: the n_embd the hyper-parameters were tuned at.
             lr: peak learning rate.
             min_lr: final learning rate of the cosine decay (default lr / 10).
             warmup_steps: linear warmup steps.
@@ -146,7 +167,8 @@ class LanguageModel(L.LightningModule):
         try:
             self.config = GPTConfig(vocab_size, block_size, n_layer, n_head, n_embd, n_ff, norm, pos, mlp,
                                     bias, tie_embeddings, dropout, rope_theta, causal=objective == "causal",
-                                    pad_vocab_to=self.system.pad_vocab_to)
+                                    pad_vocab_to=self.system.pad_vocab_to, parametrization=parametrization,
+                                    mup_base_width=mup_base_width)
         except ValueError as err:
             raise LitLLMError(f"invalid model config: {err}") from None
         self.objective = MaskedLM(mask_prob, mask_seed, vocab_size) if objective == "masked" else CausalLM()
@@ -200,18 +222,8 @@ class LanguageModel(L.LightningModule):
         self.data_meta = json.loads(extra.get("data_meta_json") or "{}") or self.data_meta
 
     def check_compatible(self, extra: dict, tokenizer_json: str | None = None) -> None:
-        """A checkpoint of another architecture or tokenizer gets one line that names what differs (instead
-        of a wall of state_dict size mismatches). The CLI calls it before it touches any log; Lightning
-        again before it loads the weights."""
-        saved = extra.get("model_config") or {}
-        diffs = [f"{k}: checkpoint {saved[k]!r}, this run {getattr(self.config, k)!r}"
-                 for k in ARCH_FIELDS if k in saved and saved[k] != getattr(self.config, k)]
-        if diffs:
-            raise LitLLMError("the checkpoint is of another model: " + "; ".join(diffs))
-        theirs, ours = extra.get("tokenizer_json"), tokenizer_json or self.tokenizer_json
-        if theirs and ours and json.loads(theirs) != json.loads(ours):
-            raise LitLLMError("the checkpoint was trained with another tokenizer than this run's data uses; "
-                              "prepare the data with the checkpoint's tokenizer (--data.tokenizer PATH/tokenizer.json)")
+        """The CLI calls it before it touches any log; Lightning again before it loads the weights."""
+        check_compatible(self.config, extra, tokenizer_json or self.tokenizer_json)
 
     @classmethod
     def from_checkpoint(cls, path: str) -> LanguageModel:
@@ -310,7 +322,7 @@ class LanguageModel(L.LightningModule):
     def configure_optimizers(self):
         hp = self.hparams
         return adamw_with_schedule(self, hp.lr, hp.weight_decay, hp.warmup_steps, hp.min_lr, hp.lr_decay_steps,
-                                   (hp.beta1, hp.beta2), hp.eps)
+                                   (hp.beta1, hp.beta2), hp.eps, partial(lr_multiplier, cfg=self.config))
 
     # --- accounting --------------------------------------------------------------------------------------
     def num_params(self, non_embedding: bool = True) -> int:
