@@ -9,6 +9,8 @@ Two exact mappings (the same function, the same logits):
   k need no permutation (Meta's original Llama weights, which rotate interleaved pairs, would). The fused
   c_attn splits into q, k, v; c_gate/c_fc/c_proj are gate_proj/up_proj/down_proj; rms_norm_eps is ours.
 Anything else (a mixed mode, grouped-query attention, rope scaling...) is refused with the reason.
+A µP model (model/mup.py) exports with its attention scale and output multiplier folded into the weights
+(`fold_into_weights`), so the HF model computes the same logits; it imports back as a standard one.
 
 Reading needs only torch (pytorch_model.bin, loaded with weights_only=True) or `safetensors`; writing
 needs `safetensors`. `transformers` itself is needed only to use the exported directory.
@@ -25,6 +27,7 @@ from tokenizers import Tokenizer
 from lit_llm.data.tokenizer import EOS, PAD, UNK, gpt2_tokenizer
 from lit_llm.errors import LitLLMError
 from lit_llm.model.gpt import GPTConfig, resize_vocab_rows
+from lit_llm.model.mup import fold_into_weights
 
 GPT2_GELUS = ("gelu_new", "gelu_pytorch_tanh")  # both are the tanh approximation GPT-2 used
 NORM_EPS = 1e-5  # LanguageModel builds every norm with GPTConfig's default eps
@@ -276,7 +279,7 @@ def write_hf_dir(out: Path, cfg: GPTConfig, sd: dict[str, torch.Tensor], tokeniz
     into the new directory out; returns the architecture name."""
     save_file = need_safetensors().save_file
     arch = hf_architecture(cfg)
-    sd = dict(sd)
+    sd = fold_into_weights(dict(sd), cfg)  # µP's attention scale and output multiplier (model/mup.py)
     resize_vocab_rows(sd, cfg.vocab_size)  # exactly vocab_size rows, whatever our padding
     eos_id = None
     if tokenizer_json is not None:
