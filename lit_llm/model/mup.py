@@ -32,8 +32,8 @@ def check_parametrization(cfg) -> None:
     if cfg.parametrization == "standard":
         cfg.mup_base_width = 0
     elif cfg.mup_base_width <= 0:
-        raise ValueError("parametrization mup needs mup_base_width, the n_embd its hyper-parameters were tuned "
-                         f"at (e.g. mup_base_width: {cfg.n_embd})")
+        raise ValueError("parametrization mup needs mup_base_width (--model.mup_base_width): the n_embd its "
+                         f"hyper-parameters were tuned at, e.g. {cfg.n_embd} (this width)")
 
 
 def width_multiplier(cfg) -> float:
