@@ -13,6 +13,7 @@ from lit_llm.checkpoints import load_model
 from lit_llm.cli.main import main
 from lit_llm.errors import LitLLMError
 from lit_llm.model.gpt import GPT, GPTConfig
+from lit_llm.model.mup import lr_multiplier
 from lit_llm.training.module import LanguageModel
 from lit_llm.training.optim import lr_at
 
@@ -99,6 +100,11 @@ def test_per_group_learning_rates_and_their_schedule():
     assert seen.keys() == expected.keys()
     assert all(seen[n] == pytest.approx(expected[n], rel=1e-12) for n in expected)
     assert len({(round(x[0], 12), x[1]) for x in expected.values()}) == len(optimizer.param_groups) == 3
+    # by name alone: wrapped (FSDP flattens shards to 1-D) or pruned (weight_orig) block matrices too
+    for name, mult in (("model.h.1._fsdp_wrapped_module.mlp.c_gate.weight", 1 / m),
+                       ("h.0.attn.c_proj.weight_orig", 1 / m), ("model.h.0.attn.c_attn.bias", 1.0),
+                       ("model.lm_head.weight", 1.0), ("model.h.0.ln_1.weight", 1.0)):
+        assert lr_multiplier(name, torch.zeros(8), model.config) == mult, name
     for step in range(8):  # warmup then cosine multiply each group's own lr
         factor = lr_at(step, lr, lr / 10, 3, FakeTrainer.max_steps) / lr
         for g in optimizer.param_groups:

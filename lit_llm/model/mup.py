@@ -21,7 +21,7 @@ import math
 
 import torch
 
-VECTOR_LIKE = ("wte.weight", "wpe.weight", "lm_head.weight")  # one dimension grows with width: the base lr
+BLOCK_MATRICES = ("c_attn", "c_proj", "c_fc", "c_gate")  # the Linear layers inside the blocks
 
 
 def check_parametrization(cfg) -> None:
@@ -71,10 +71,13 @@ def scale_hidden_init(model) -> None:
 
 
 def lr_multiplier(name: str, param: torch.Tensor, cfg) -> float:
-    """The factor on the base learning rate of a parameter (by its GPT state-dict name, any prefix)."""
-    if param.dim() < 2 or name.endswith(VECTOR_LIKE):
-        return 1.0
-    return 1.0 / width_multiplier(cfg)
+    """The factor on the base learning rate of a parameter: 1/m for the block matrices, 1 for the rest
+    (embeddings, head, norms, biases: one dimension or none grows with width). By name alone, any prefix
+    (`model.`, FSDP's wrappers) and pruning's `weight_orig` included, so a flattened shard is classified too."""
+    *path, leaf = name.split(".")
+    if path and path[-1] in BLOCK_MATRICES and leaf in ("weight", "weight_orig"):
+        return 1.0 / width_multiplier(cfg)
+    return 1.0
 
 
 def fold_into_weights(sd: dict[str, torch.Tensor], cfg) -> dict[str, torch.Tensor]:
