@@ -26,7 +26,7 @@ from lit_llm.model.gpt import ARCH_FIELDS, GPT, GPTConfig
 from lit_llm.model.mup import lr_multiplier
 from lit_llm.training.finetune import load_init_weights
 from lit_llm.training.lightning_internals import is_accumulating, should_log, trainer_or_none
-from lit_llm.training.objectives import CausalLM, MaskedLM, token_nll
+from lit_llm.training.objectives import CausalLM, MaskedLM, chunk_nll, token_nll
 from lit_llm.training.optim import NonFiniteGuard, adamw_with_schedule, clip_and_measure
 
 
@@ -180,6 +180,7 @@ class LanguageModel(L.LightningModule):
         self.tokens_seen = 0
         self.step_nll, self.step_tokens = 0.0, 0  # sums over the micro-batches of the current step
         self.tokenizer_json, self.data_meta = None, {}  # from the data module or the checkpoint
+        self.loss_chunk = chunk_nll
 
     def configure_model(self) -> None:
         """Build the network here, not in __init__, so Lightning can create it directly on the device, or
@@ -193,6 +194,7 @@ class LanguageModel(L.LightningModule):
         self.model.checkpoint_blocks = self.system.activation_checkpointing
         if self.system.compile:
             self.model.compile()
+            self.loss_chunk = torch.compile(chunk_nll)  # the training loss fused too (see token_nll)
 
     def setup(self, stage: str) -> None:
         trainer = trainer_or_none(self)
@@ -251,21 +253,20 @@ class LanguageModel(L.LightningModule):
         # the global micro-batch index (steps, accumulation, ranks) seeds a masked objective: resumable
         micro_batch = (trainer.global_step * accum + batch_idx % accum) * world + trainer.global_rank
         inputs, targets = self.objective.training_pair(batch, micro_batch)
-        nll_sum, n_tokens = token_nll(self.model(inputs), targets)
+        nll_sum, n_tokens = token_nll(self.model(inputs), targets, chunk_fn=self.loss_chunk)
         # Lightning divides each micro-batch's loss by accumulate_grad_batches and DDP averages gradients
         # over ranks; multiplying by both and dividing by the optimizer step's token count (all micro-
         # batches, all ranks) makes the gradient that of sum(NLL) / sum(tokens) over the step, however the
         # step is split. Without "step_tokens" every micro-batch is assumed to hold as many targets.
-        scale = accum * world  # a factor of 1 is skipped: the same values, two ops fewer per step
-        tokens = n_tokens.clamp(min=1) * scale if scale > 1 else n_tokens.clamp(min=1)
-        loss = (nll_sum * scale if scale > 1 else nll_sum) / batch.get("step_tokens", tokens)
+        scale = accum * world
+        loss = nll_sum * scale / batch.get("step_tokens", n_tokens.clamp(min=1) * scale)
         self.tokens_seen += inputs.numel() * world  # from the shape: no device sync
         if accum > 1:  # the step's loss sums its micro-batches (without accumulation: this one's sums)
             self.step_nll, self.step_tokens = self.step_nll + nll_sum.detach(), self.step_tokens + n_tokens
         if not is_accumulating(trainer) and should_log(trainer):  # self.log: ~0.5-1 ms a call in Lightning
             nll, count = (self.step_nll, self.step_tokens) if accum > 1 else (nll_sum.detach().clone(), n_tokens)
             step_loss = mean_over_ranks(trainer, nll, count)
-            self.log("train/loss", step_loss, prog_bar=True)
+            self.log("train/loss", step_loss)  # shown by StepProgressBar, not prog_bar: no sync per step
             self.log_dict({"train/ppl": torch.exp(step_loss), "lr": trainer.optimizers[0].param_groups[0]["lr"],
                            "tokens_seen": torch.tensor(self.tokens_seen, dtype=torch.float64)})
         if accum > 1 and not is_accumulating(trainer):
