@@ -22,7 +22,7 @@ from tokenizers import Tokenizer
 
 from lit_llm.errors import LitLLMError
 from lit_llm.model.build import LanguageNetwork, build_model
-from lit_llm.model.gpt import ARCH_FIELDS, GPTConfig
+from lit_llm.model.gpt import GPTConfig
 from lit_llm.model.hf import is_hf_dir, need_safetensors, read_hf_config, read_hf_model, read_hf_tokenizer
 
 META_CONFIG, META_TOKENIZER = "lit_llm.model_config", "lit_llm.tokenizer_json"
@@ -70,20 +70,6 @@ def load_model(path: str | Path) -> tuple[LanguageNetwork, Tokenizer]:
     if not extra.get("tokenizer_json"):
         raise LitLLMError(f"{path} carries no tokenizer")
     return model.eval(), Tokenizer.from_str(extra["tokenizer_json"])
-
-
-def check_compatible(config: GPTConfig, extra: dict, tokenizer_json: str | None) -> None:
-    """A checkpoint (its "lit_llm" facts: extra) of another architecture or tokenizer than config and
-    tokenizer_json gets one line that names what differs (instead of a wall of state_dict size mismatches)."""
-    saved = extra.get("model_config") or {}
-    diffs = [f"{k}: checkpoint {saved[k]!r}, this run {getattr(config, k)!r}"
-             for k in ARCH_FIELDS if k in saved and saved[k] != getattr(config, k)]
-    if diffs:
-        raise LitLLMError("the checkpoint is of another model: " + "; ".join(diffs))
-    theirs = extra.get("tokenizer_json")
-    if theirs and tokenizer_json and json.loads(theirs) != json.loads(tokenizer_json):
-        raise LitLLMError("the checkpoint was trained with another tokenizer than this run's data uses; "
-                          "prepare the data with the checkpoint's tokenizer (--data.tokenizer PATH/tokenizer.json)")
 
 
 def newest_last_checkpoint(directory: str | Path) -> Path | None:

@@ -1,5 +1,5 @@
 """Evaluation metrics of the language model: the split's exact token-weighted loss (TokenNLL) and, with
-`--model.loss_by_position true`, the loss at each position of the context (PositionNLL), written to
+`--model.loss_by_position true`, the loss at each position of the context (the same metric), written to
 `loss_by_position.csv` in the run's log directory and to W&B as a table.
 
 Both sum NLL and target counts over every batch and every rank before dividing, so the loss by position
@@ -27,25 +27,6 @@ POSITION_FILES = {"val": "loss_by_position.csv", "test": "loss_by_position_test.
 POSITION_COLUMNS = ["position", "loss", "tokens"]
 
 
-class TokenNLL(Metric):
-    """Token-weighted mean negative log-likelihood: sum of NLL / number of target tokens, summed over
-    every batch and every rank before dividing, so exp() of it is the split's exact perplexity."""
-
-    full_state_update = False
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.add_state("nll", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("tokens", default=torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
-
-    def update(self, nll_sum: torch.Tensor, n_tokens: torch.Tensor) -> None:
-        self.nll += nll_sum.detach().to(torch.float64)
-        self.tokens += n_tokens.detach().to(torch.int64)
-
-    def compute(self) -> torch.Tensor:
-        return self.nll / self.tokens.clamp(min=1)
-
-
 def position_nll(logits: torch.Tensor, targets: torch.Tensor,
                  chunk_rows: int = LOSS_CHUNK_ROWS) -> tuple[torch.Tensor, torch.Tensor]:
     """logits (B, T, V), targets (B, T) -> summed NLL (T,) and scored targets (T,) at each position,
@@ -57,23 +38,37 @@ def position_nll(logits: torch.Tensor, targets: torch.Tensor,
     return nll.view(B, T).to(torch.float64).sum(dim=0), (targets != IGNORE_INDEX).sum(dim=0)
 
 
-class PositionNLL(Metric):
-    """Sums of NLL and of scored targets at each position 0..block_size-1, over batches and ranks."""
+class TokenNLL(Metric):
+    """Token-weighted mean negative log-likelihood: sum of NLL / number of target tokens, summed over
+    every batch and every rank before dividing, so exp() of it is the split's exact perplexity. With
+    positions=block_size it also sums the NLL and the targets at each position of the context; compute()
+    then keeps those sums, from the same reduction over the ranks, in `by_position` (else None)."""
 
     full_state_update = False
 
-    def __init__(self, block_size: int) -> None:
+    def __init__(self, positions: int = 0) -> None:
         super().__init__()
-        self.add_state("nll", default=torch.zeros(block_size, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("tokens", default=torch.zeros(block_size, dtype=torch.int64), dist_reduce_fx="sum")
+        self.positions, self.by_position = positions, None
+        self.add_state("nll", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("tokens", default=torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
+        if positions:
+            self.add_state("nll_at", default=torch.zeros(positions, dtype=torch.float64), dist_reduce_fx="sum")
+            self.add_state("tokens_at", default=torch.zeros(positions, dtype=torch.int64), dist_reduce_fx="sum")
 
-    def update(self, nll: torch.Tensor, tokens: torch.Tensor) -> None:
-        T = nll.size(0)
-        self.nll[:T] += nll.to(torch.float64)
-        self.tokens[:T] += tokens.to(torch.int64)
+    def update(self, nll_sum: torch.Tensor, n_tokens: torch.Tensor, logits: torch.Tensor | None = None,
+               targets: torch.Tensor | None = None) -> None:
+        """The batch's sums; with positions, also its logits (B, T, V) and targets (B, T), T <= positions."""
+        self.nll += nll_sum.detach().to(torch.float64)
+        self.tokens += n_tokens.detach().to(torch.int64)
+        if self.positions and logits is not None:
+            nll, tokens = position_nll(logits, targets)
+            self.nll_at[: nll.size(0)] += nll
+            self.tokens_at[: tokens.size(0)] += tokens
 
-    def compute(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.nll.clone(), self.tokens.clone()
+    def compute(self) -> torch.Tensor:
+        if self.positions:
+            self.by_position = (self.nll_at.clone(), self.tokens_at.clone())
+        return self.nll / self.tokens.clamp(min=1)
 
 
 def position_rows(nll: torch.Tensor, tokens: torch.Tensor) -> list[list]:
@@ -81,12 +76,13 @@ def position_rows(nll: torch.Tensor, tokens: torch.Tensor) -> list[list]:
     return [[t, nll[t].item() / tokens[t].item(), int(tokens[t])] for t in range(len(tokens)) if tokens[t] > 0]
 
 
-def record_loss_by_position(trainer: L.Trainer | None, metric: PositionNLL, split: str) -> list[list] | None:
-    """Compute (a collective under DDP: every rank calls this) and reset the metric; on rank 0 write
-    POSITION_FILES[split] into the log directory (replacing the previous validation's) and log the rows
-    to W&B as a table. Nothing is written by a sanity check or without a trainer."""
-    nll, tokens = metric.compute()
-    metric.reset()
+def record_loss_by_position(trainer: L.Trainer | None, metric: TokenNLL, split: str) -> list[list] | None:
+    """After metric.compute() (every rank calls this: the log directory is a collective under DDP): on rank
+    0 write POSITION_FILES[split] into the log directory (replacing the previous validation's) and log the
+    rows to W&B as a table. Nothing without positions, in a sanity check or without a trainer."""
+    if metric.by_position is None:
+        return None
+    (nll, tokens), metric.by_position = metric.by_position, None
     if trainer is None or trainer.sanity_checking:
         return None
     log_dir = trainer.log_dir  # a collective under DDP: every rank must ask
