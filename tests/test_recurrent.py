@@ -80,6 +80,8 @@ def test_counts_and_generation_carrying_the_state(arch):
 def test_recurrent_config_errors():
     with pytest.raises(ValueError, match="masked"):
         config("lstm", causal=False)
+    with pytest.raises(ValueError, match="mup"):
+        config("lstm", parametrization="mup", mup_base_width=32)
     config("gru", n_embd=30, n_head=4)  # n_head is a Transformer option: not checked for a recurrent LM
 
 
