@@ -39,11 +39,37 @@ class LitLLMCLI(BaseCLI):
     def before_trainer(self, trainer_config: dict) -> None:
         if self.subcommand != "fit":
             return
-        max_steps = trainer_config.get("max_steps", -1)
+        max_steps, epochs = trainer_config.get("max_steps", -1), trainer_config.get("max_epochs")
+        if epochs not in (None, -1):
+            self.epoch_fit_options(trainer_config, epochs, max_steps)
+            return
         endless = max_steps == -1 and not trainer_config.get("max_time") and not self.value(self.config, "max_tokens")
         if max_steps == 0 or max_steps < -1 or endless:
             raise LitLLMError(f"--trainer.max_steps must be positive, got {max_steps} (the training data is "
-                              "an endless stream: -1 only with --trainer.max_time and --model.lr_decay_steps)")
+                              "an endless stream: -1 only with --trainer.max_time and --model.lr_decay_steps; "
+                              "or give --trainer.max_epochs N for N passes over the data)")
+        trainer_config["max_epochs"] = -1  # one endless epoch (Lightning would pick 1000 with max_steps -1)
+
+    def epoch_fit_options(self, trainer_config: dict, epochs: int, max_steps: int) -> None:
+        """--trainer.max_epochs N: N passes over the data (docs/training.md#epochs). lit_llm's defaults for
+        fits by steps, max_steps 300 and val_check_interval 100, do not apply: the epochs end the fit (another
+        max_steps caps it, the earlier limit wins, as in Lightning), and it validates after every epoch (an
+        int val_check_interval: every that many batches; a float: at that fraction of each epoch)."""
+        if epochs <= 0:
+            raise LitLLMError(f"--trainer.max_epochs must be positive, got {epochs} (-1: train by steps)")
+        if max_steps == 0 or max_steps < -1:
+            raise LitLLMError(f"--trainer.max_steps must be positive or -1, got {max_steps}")
+        defaults, changes = self.defaults(self.subcommand).trainer, {}
+        if max_steps == defaults.get("max_steps"):
+            changes["max_steps"] = -1
+        interval = trainer_config.get("val_check_interval")
+        if type(interval) is int and interval == defaults.get("val_check_interval"):
+            interval = changes["val_check_interval"] = 1.0
+        if isinstance(interval, float) and trainer_config.get("check_val_every_n_epoch") is None:
+            changes["check_val_every_n_epoch"] = 1
+        saved = self.config[self.subcommand].trainer  # config.yaml shows the options the fit ran with
+        for key, value in changes.items():
+            trainer_config[key] = saved[key] = value
 
     def check_resume(self, resume: dict) -> None:
         model, data = self.value(self.config_init, "model"), self.value(self.config_init, "data")
