@@ -2,11 +2,13 @@
 a new order, equal and disjoint shares per rank, the cosine schedule ending at the last step of the last
 epoch, max_steps as a cap, and an exact resume mid-epoch after kill -9."""
 
+import csv
 import json
 import math
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +18,11 @@ from helpers import ROOT, csv_rows, fit_cmd, kill_point, wait_for_step
 
 from lit_llm.cli.main import main
 from lit_llm.data.datamodule import TextDataModule
+from lit_llm.data.prepare import PrepareConfig, prepare
 from lit_llm.data.samplers import EpochBatches, EpochWindows, TokenStream
 
 T, B = 16, 4
+DRIVER = Path(__file__).with_name("ddp_driver.py")
 
 
 @pytest.fixture
@@ -140,7 +144,7 @@ def test_max_steps_caps_an_epoch_fit_and_bad_limits_are_refused(small_text, tmp_
 
 
 @pytest.mark.slow
-def test_kill_9_mid_epoch_then_resume_equals_uninterrupted_run(small_text, tmp_path):
+def test_kill_9_mid_epoch_or_at_its_end_then_resume_equals_uninterrupted_run(small_text, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
 
     def cmd(root: Path, *extra: str) -> list[str]:
@@ -150,28 +154,70 @@ def test_kill_9_mid_epoch_then_resume_equals_uninterrupted_run(small_text, tmp_p
 
     whole = tmp_path / "whole"
     subprocess.run(cmd(whole), check=True, capture_output=True, env=env, timeout=600)
-    total = 2 * ((len(TextDataModule(str(small_text), "char", block_size=16).stream("train")) - 1) // 16 // 8)
-
-    killed = tmp_path / "killed"
-    proc = subprocess.Popen(cmd(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-                            start_new_session=True)
-    kill_at = kill_point(4, total - 4)  # checkpoints every 3 steps: in the first or the second epoch
-    wait_for_step(killed, kill_at, proc)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    saved_step = torch.load(killed / "checkpoints/last.ckpt", weights_only=True)["global_step"]
-    run = subprocess.run(cmd(killed, "--ckpt_path", "last"), capture_output=True, text=True, env=env, timeout=600)
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert "not resumable" not in run.stderr  # Lightning's warning: the data module resumes the position
-
+    per_epoch = (len(TextDataModule(str(small_text), "char", block_size=16).stream("train")) - 1) // 16 // 8
+    total = 2 * per_epoch
     a = torch.load(whole / "checkpoints/last.ckpt", weights_only=True)
-    b = torch.load(killed / "checkpoints/last.ckpt", weights_only=True)
-    assert a["global_step"] == b["global_step"] == total
-    for key in a["state_dict"]:
-        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), f"{key} differs (killed at {kill_at}, " \
-                                                                         f"resumed from step {saved_step})"
-    rows, whole_rows = csv_rows(killed), csv_rows(whole)
-    assert [int(r["step"]) for r in rows if r["train/loss"]] == list(range(total))  # every step once
-    assert [r["train/loss"] for r in rows if r["train/loss"]] == [r["train/loss"] for r in whole_rows if r["train/loss"]]
-    assert [r["epoch"] for r in rows if r["train/loss"]] == [r["epoch"] for r in whole_rows if r["train/loss"]]
-    assert [int(r["step"]) for r in rows if r["val/loss"]] == [9, 19, 29, 39, total - 1]  # every 10 batches, and the end
+    whole_rows = csv_rows(whole)
+    assert a["global_step"] == total
+
+    # checkpoints every 3 steps: a random point in either epoch, and the first step of the second epoch
+    # (whose checkpoint is the first epoch's end when per_epoch is a multiple of 3)
+    for name, kill_at in [("random", kill_point(4, total - 4)), ("epoch-end", per_epoch)]:
+        killed = tmp_path / name
+        proc = subprocess.Popen(cmd(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                                start_new_session=True)
+        wait_for_step(killed, kill_at, proc)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        saved_step = torch.load(killed / "checkpoints/last.ckpt", weights_only=True)["global_step"]
+        run = subprocess.run(cmd(killed, "--ckpt_path", "last"), capture_output=True, text=True, env=env,
+                             timeout=600)
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert "not resumable" not in run.stderr  # Lightning's warning: the data module resumes the position
+
+        b = torch.load(killed / "checkpoints/last.ckpt", weights_only=True)
+        assert b["global_step"] == total
+        for key in a["state_dict"]:
+            assert torch.equal(a["state_dict"][key], b["state_dict"][key]), \
+                f"{key} differs (killed at {kill_at}, resumed from step {saved_step})"
+        rows = csv_rows(killed)
+        assert [int(r["step"]) for r in rows if r["train/loss"]] == list(range(total))  # every step once
+        for column in ("train/loss", "epoch"):
+            assert [r[column] for r in rows if r["train/loss"]] == [r[column] for r in whole_rows if r["train/loss"]]
+        assert [int(r["step"]) for r in rows if r["val/loss"]] == [9, 19, 29, 39, total - 1]  # every 10 batches, the end
+
+
+@pytest.mark.slow
+def test_ddp_epochs_split_each_epoch_disjointly_and_match_one_process(small_text, tmp_path):
+    cache = tmp_path / "cache"
+    prepare(PrepareConfig(str(small_text), "char"), cache)  # once, before the ranks start
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for name, devices, batch in [("single", 1, 4), ("ddp", 2, 2)]:
+        out = tmp_path / name
+        out.mkdir()
+        run = subprocess.run([sys.executable, str(DRIVER), str(small_text), str(out), str(cache), str(devices),
+                              str(batch), "2"], capture_output=True, text=True, env=env, timeout=600)
+        assert run.returncode == 0, run.stderr[-2000:]
+    n_windows = (len(TokenStream(prepare(PrepareConfig(str(small_text), "char"), cache).shards("train"))) - 1) // 16
+    per_epoch = n_windows // 4  # steps of 4 windows (one process x 4, or two ranks x 2)
+    one = json.loads((tmp_path / "single" / "ids-rank0.json").read_text())
+    ranks = [json.loads((tmp_path / "ddp" / f"ids-rank{r}.json").read_text()) for r in range(2)]
+    assert len(one) == len(ranks[0]) == len(ranks[1]) == 2 * per_epoch  # equal shares, two epochs
+    for epoch in range(2):
+        steps = range(epoch * per_epoch, (epoch + 1) * per_epoch)
+        seen = []
+        for step in steps:
+            *a, tag_a = ranks[0][step]
+            *b, tag_b = ranks[1][step]
+            assert tag_a == tag_b == one[step][-1] == f"epoch{epoch}"
+            assert not set(a) & set(b)  # disjoint
+            assert set(a) | set(b) == set(one[step][:-1])  # together the same global batch as one process
+            seen += a + b
+        assert len(seen) == len(set(seen)) == per_epoch * 4  # each window once per epoch
+    assert one[:per_epoch] != one[per_epoch:]  # a new order
+    with open(tmp_path / "single" / "metrics.csv") as f:
+        single = [float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")]
+    with open(tmp_path / "ddp" / "metrics.csv") as f:
+        ddp = [float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")]
+    assert len(single) == len(ddp) == 2 * per_epoch
+    assert max(abs(x - y) for x, y in zip(single, ddp)) <= 1e-4

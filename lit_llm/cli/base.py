@@ -33,6 +33,8 @@ from lit_llm.training.resume import ResumeState, resume_facts
 # noise from Lightning internals that a user cannot act on
 warnings.filterwarnings("ignore", message=".*treespec.*LeafSpec.*")
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+# an epoch fit resumes mid-epoch exactly: its position is the data module's state (TextDataModule.state_dict)
+warnings.filterwarnings("ignore", message=".*checkpoint that ended before the epoch ended.*")
 # val/test loss come from a torchmetrics Metric that already sums over ranks: no sync_dist needed
 warnings.filterwarnings("ignore", message=".*sync_dist=True.*when logging on epoch level.*")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
 
 from lit_llm.data.clean import CleanConfig
@@ -146,9 +147,11 @@ class TextDataModule(L.LightningDataModule):
         epoch, start = self.epoch, self.epoch_batches_consumed
         if start >= len(data):  # saved at the end of an epoch: the next one starts
             epoch, start = epoch + 1, 0
+        # each epoch's iterator draws a worker base seed: from its own generator, not the global RNG, so the
+        # dropout stream does not depend on where epochs start, and a resume at an epoch's end stays exact
         return DataLoader(data, sampler=EpochBatches(len(data), epoch, start), batch_size=None,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-                          pin_memory=self.pin_memory())
+                          pin_memory=self.pin_memory(), generator=torch.Generator().manual_seed(self.seed))
 
     def epochs_done(self) -> float | None:
         """An epoch fit's passes over the data so far (whole epochs plus the share of the current one)."""
