@@ -133,14 +133,20 @@ def test_max_steps_caps_an_epoch_fit_and_bad_limits_are_refused(small_text, tmp_
     lrs = [float(r["lr"]) for r in csv_rows(root) if r["train/loss"]]
     assert lrs == pytest.approx([cosine(s, 5) for s in range(5)], rel=1e-6)  # the cosine ends at the cap
     capsys.readouterr()
-    for bad, message in [("0", "--trainer.max_epochs must be positive"),
-                         ("-3", "--trainer.max_epochs must be positive")]:
+    for bad, message in [(["--trainer.max_epochs=0"], "--trainer.max_epochs must be positive, got 0"),
+                         (["--trainer.max_epochs=-3"], "--trainer.max_epochs must be positive, got -3"),
+                         (["--trainer.max_epochs=2", "--trainer.limit_train_batches=0.5"],
+                          "--trainer.limit_train_batches cuts every epoch short")]:
         before = sorted(p.name for p in tmp_path.iterdir())
-        assert main(fit_args(small_text, tmp_path / "bad", f"--trainer.max_epochs={bad}")) == 2
+        assert main(fit_args(small_text, tmp_path / "bad", *bad)) == 2
         err = capsys.readouterr().err
-        assert [line for line in err.splitlines() if "error:" in line] == [f"lit-llm: error: {message}, got {bad} "
-                                                                            "(-1: train by steps)"], err[-2000:]
-        assert sorted(p.name for p in tmp_path.iterdir()) == before
+        errors = [line for line in err.splitlines() if "error:" in line]
+        assert len(errors) == 1 and errors[0].startswith(f"lit-llm: error: {message}"), err[-2000:]
+        assert sorted(p.name for p in tmp_path.iterdir()) == before  # refused before anything is written
+    weights = ["--data.corpus", f"[{small_text}, {small_text}]", "--data.corpus_weights", "[1, 2]"]
+    assert main(fit_args(small_text, tmp_path / "weights", "--trainer.max_epochs=2", *weights)) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "--data.corpus_weights samples the sources by weight" in errors[0]
 
 
 @pytest.mark.slow

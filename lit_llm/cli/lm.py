@@ -59,6 +59,9 @@ class LitLLMCLI(BaseCLI):
             raise LitLLMError(f"--trainer.max_epochs must be positive, got {epochs} (-1: train by steps)")
         if max_steps == 0 or max_steps < -1:
             raise LitLLMError(f"--trainer.max_steps must be positive or -1, got {max_steps}")
+        if trainer_config.get("limit_train_batches") not in (None, 1.0):
+            raise LitLLMError("--trainer.limit_train_batches cuts every epoch short, which an epoch fit's data "
+                              "position does not follow; shorten the fit with --trainer.max_steps instead")
         defaults, changes = self.defaults(self.subcommand).trainer, {}
         if max_steps == defaults.get("max_steps"):
             changes["max_steps"] = -1
