@@ -143,6 +143,17 @@ def test_max_steps_caps_an_epoch_fit_and_bad_limits_are_refused(small_text, tmp_
         errors = [line for line in err.splitlines() if "error:" in line]
         assert len(errors) == 1 and errors[0].startswith(f"lit-llm: error: {message}"), err[-2000:]
         assert sorted(p.name for p in tmp_path.iterdir()) == before  # refused before anything is written
+    # a checkpoint's data position is of one kind: an epoch fit does not resume a fit by steps, nor the reverse
+    steps = tmp_path / "steps"
+    assert main(fit_args(small_text, steps, "--trainer.max_steps", "3")) == 0
+    for root, switch, message in [(steps, ["--trainer.max_epochs", "2"], "the checkpoint is of a fit by steps"),
+                                  (root, ["--trainer.max_steps", "8"], "the checkpoint is of an epoch fit")]:
+        files = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+        capsys.readouterr()
+        assert main(fit_args(small_text, root, *switch, "--ckpt_path", "last")) == 2
+        errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+        assert len(errors) == 1 and message in errors[0], errors
+        assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == files  # nothing on disk changed
     weights = ["--data.corpus", f"[{small_text}, {small_text}]", "--data.corpus_weights", "[1, 2]"]
     assert main(fit_args(small_text, tmp_path / "weights", "--trainer.max_epochs=2", *weights)) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]

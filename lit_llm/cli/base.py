@@ -189,7 +189,9 @@ class BaseCLI(CLIHooks):
         self.before_trainer(config)
         ensure_writable(root)
         if self.subcommand == "fit":
-            self.resume = resume_facts(self.value(self.config, "ckpt_path"), checkpoint.dirpath if checkpoint else None)
+            data = self.value(self.config_init, "data")
+            self.resume = resume_facts(self.value(self.config, "ckpt_path"), checkpoint.dirpath if checkpoint else None,
+                                       type(data).__qualname__ if data is not None else None)
             if self.resume:
                 self.check_resume(self.resume)  # before any log is continued or rewritten
         if config.get("logger") in (None, True):

@@ -82,6 +82,14 @@ class LitLLMCLI(BaseCLI):
         if saved != model.config.pad_vocab_to:  # the optimizer's moments have the saved row count
             raise LitLLMError(f"the checkpoint pads the vocabulary to a multiple of {saved}: resume with "
                               f"--model.system.pad_vocab_to {saved}")
+        position = resume.get("data_position") or {}
+        by_epochs = (self.value(self.config_init, "trainer").get("max_epochs") or -1) > 0
+        if by_epochs and position.get("train_batches_consumed", 0) > 0:
+            raise LitLLMError("the checkpoint is of a fit by steps: resume it without --trainer.max_epochs (or "
+                              "start an epoch fit from its weights with --model.init_from)")
+        if not by_epochs and (position.get("epoch", 0) > 0 or position.get("epoch_batches_consumed", 0) > 0):
+            raise LitLLMError("the checkpoint is of an epoch fit: resume it with --trainer.max_epochs (or start a "
+                              "fit by steps from its weights with --model.init_from)")
 
     def after_trainer(self, trainer) -> None:
         """--tokens_per_step sets the accumulation, --max_tokens the step count (both need the world size)."""
