@@ -183,7 +183,7 @@ def run_fit(name: str, outdir: Path, s: dict, extra: list[str]) -> dict:
     root = outdir / name
     cmd = [sys.executable, "-m", "lit_llm", "fit", "--seed_everything", str(SEED),
            "--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar", "false",
-           "--trainer.num_sanity_val_steps", "0", "--wandb.mode", "offline", *extra]
+           "--trainer.num_sanity_val_steps", "0", "--wandb.mode", s["wandb_mode"], *extra]
     path = [str(HERE), str(REPO), os.environ.get("PYTHONPATH")]  # gpu.NAME callbacks; this checkout's lit_llm
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, path)))
     env.setdefault("WANDB_SILENT", "true")
@@ -405,6 +405,8 @@ def main() -> None:
     parser.add_argument("--peak-tflops", type=float, help="the device's peak for MFU (default: lit_llm's table; "
                         "on a CPU a matmul measurement)")
     parser.add_argument("--parts", default="1,2,3", help="which parts to run, e.g. 3")
+    parser.add_argument("--wandb-mode", choices=["offline", "disabled"], default="offline",
+                        help="W&B in the fits (default offline, as for users; disabled where wandb is missing)")
     parser.add_argument("--outdir", help="where runs go (default: a new temporary directory)")
     parser.add_argument("--out", help="write every figure to this JSON file")
     args = parser.parse_args()
@@ -412,6 +414,7 @@ def main() -> None:
     from lit_llm.training.callbacks.throughput import device_peak_tflops, measure_cpu_peak_tflops
 
     s = settings(args)
+    s["wandb_mode"] = args.wandb_mode
     parts = {p.strip() for p in args.parts.split(",")}
     if not args.cpu and not torch.cuda.is_available():
         print("error: no CUDA device; run `python benchmarks/gpu.py --cpu --tiny` on a CPU", file=sys.stderr)

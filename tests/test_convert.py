@@ -98,10 +98,11 @@ def test_import_reads_gpt2_vocab_and_merges(tmp_path, gpt2_files, capsys):
     assert tokenizer.token_to_id("<|endoftext|>") == 50256
 
 
-@pytest.mark.parametrize("bias, tied", [(True, True), (False, False)])
-def test_export_hf_gpt2_matches_transformers_and_generates(tmp_path, tok, capsys, bias, tied):
+@pytest.mark.parametrize("bias, tied, mlp", [(True, True, "gelu"), (False, False, "gelu"),
+                                             (True, True, "gelu_exact")])
+def test_export_hf_gpt2_matches_transformers_and_generates(tmp_path, tok, capsys, bias, tied, mlp):
     cfg = GPTConfig(vocab_size=tok.get_vocab_size(), block_size=32, n_layer=2, n_head=4, n_embd=64,
-                    bias=bias, tie_embeddings=tied)
+                    bias=bias, tie_embeddings=tied, mlp=mlp)
     ours = our_checkpoint(tmp_path / "ours.ckpt", cfg, tok)
     code, out = run(capsys, "export-hf", tmp_path / "ours.ckpt", "--out", tmp_path / "hf")
     assert code == 0 and "GPT2LMHeadModel" in out, out
@@ -122,8 +123,9 @@ def test_export_hf_gpt2_matches_transformers_and_generates(tmp_path, tok, capsys
     assert hf_tok.decode(theirs[0]) == tok.decode(mine[0].tolist(), skip_special_tokens=False)
 
 
-def test_gpt2_round_trip_is_exact(tmp_path, tok, capsys):
-    cfg = GPTConfig(vocab_size=tok.get_vocab_size(), block_size=16, n_layer=1, n_head=2, n_embd=32)
+@pytest.mark.parametrize("mlp", ["gelu", "gelu_exact"])
+def test_gpt2_round_trip_is_exact(tmp_path, tok, capsys, mlp):
+    cfg = GPTConfig(vocab_size=tok.get_vocab_size(), block_size=16, n_layer=1, n_head=2, n_embd=32, mlp=mlp)
     our_checkpoint(tmp_path / "a.ckpt", cfg, tok)
     assert run(capsys, "export-hf", tmp_path / "a.ckpt", "--out", tmp_path / "hf")[0] == 0
     assert run(capsys, "import-hf", tmp_path / "hf", "--out", tmp_path / "b.ckpt")[0] == 0

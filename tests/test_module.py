@@ -105,10 +105,12 @@ def test_grad_scaler_skips_are_not_failures(tiny_text, tmp_path):
     assert model.guard.skips is None  # nothing counted against the limit
 
 
-def test_chunked_loss_equals_the_plain_one(tiny_text):
-    """token_nll in chunks (each upcast to fp32 inside a checkpoint) equals one F.cross_entropy over all
-    positions, in value (1e-6 relative) and gradient, with ignored targets in the batch."""
-    from lit_llm.training.objectives import token_nll
+@pytest.mark.parametrize("compiled", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_chunked_loss_equals_the_plain_one(tiny_text, compiled):
+    """token_nll in chunks (each upcast to fp32 inside a checkpoint, eager or compiled as under
+    --model.system.compile) equals one F.cross_entropy over all positions, in value (1e-6 relative) and
+    gradient, with ignored targets in the batch."""
+    from lit_llm.training.objectives import chunk_nll, token_nll
 
     torch.manual_seed(0)
     logits = torch.randn(3, 40, 301, requires_grad=True)
@@ -116,7 +118,8 @@ def test_chunked_loss_equals_the_plain_one(tiny_text):
     targets[1, :7] = -1
     plain = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-1, reduction="sum")
     (g_plain,) = torch.autograd.grad(plain, logits)
-    chunked, n = token_nll(logits, targets, chunk_rows=17)
+    chunk_fn = torch.compile(chunk_nll) if compiled else chunk_nll
+    chunked, n = token_nll(logits, targets, chunk_rows=17, chunk_fn=chunk_fn)
     (g_chunked,) = torch.autograd.grad(chunked, logits)
     assert int(n) == 3 * 40 - 7
     assert abs(float(chunked) - float(plain)) <= 1e-6 * abs(float(plain))

@@ -1,4 +1,4 @@
-"""A decoder-only Transformer in one file, in the spirit of nanoGPT.
+"""A decoder-only Transformer in one file (RoPE's tables in rope.py), in the spirit of nanoGPT.
 
 Design choices, each a `GPTConfig` switch:
 - norm: "layernorm" (GPT-2) or "rmsnorm" (Llama); pre-norm blocks, a final norm before the head.
@@ -8,6 +8,7 @@ Design choices, each a `GPTConfig` switch:
   so the parameter count matches).
 - bias in every Linear and norm, tied input/output embeddings, dropout.
 - causal attention (GPT), or bidirectional (`causal=False`, the masked-LM objective; no generation).
+- parametrization: "standard" (GPT-2's) or "mup" (µP, from mup_base_width; model/mup.py).
 The GPT-2-exact mode is layernorm + learned + gelu + bias + tied; the modern mode is
 rmsnorm + rope + swiglu, no bias.
 
@@ -27,6 +28,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint
+
+from lit_llm.model.mup import attention_scale, check_parametrization, scale_hidden_init, scale_output
+from lit_llm.model.rope import apply_rope, rope_cache
 
 
 @dataclass
@@ -54,6 +58,10 @@ class GPTConfig:
     """The embedding and head get rows up to a multiple of this (faster matmuls: GPT-2's 50257 -> 50304).
     Padding rows are zero, never scored and never sampled; 1 = no padding. Invisible outside the model:
     logits have vocab_size columns, and weights load and export at any padding."""
+    parametrization: Literal["standard", "mup"] = "standard"
+    """mup: µP's init, attention scale, output multiplier and Adam learning rates (model/mup.py)."""
+    mup_base_width: int = 0
+    """µP: the n_embd the hyper-parameters were tuned at (width multiplier n_embd / mup_base_width)."""
 
     def __post_init__(self) -> None:
         if self.n_embd % self.n_head:
@@ -65,6 +73,7 @@ class GPTConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if not self.n_ff:
             self.n_ff = 4 * self.n_embd if self.mlp != "swiglu" else 8 * math.ceil(8 * self.n_embd / 3 / 8)
+        check_parametrization(self)
 
     @property
     def head_size(self) -> int:
@@ -140,22 +149,6 @@ def make_norm(config: GPTConfig) -> nn.Module:
     return nn.LayerNorm(config.n_embd, eps=config.norm_eps, bias=config.bias)
 
 
-def rope_cache(config: GPTConfig, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin tables of shape (block_size, head_size // 2)."""
-    hs = config.head_size
-    inv_freq = 1.0 / (config.rope_theta ** (torch.arange(0, hs, 2, device=device, dtype=torch.float32) / hs))
-    t = torch.arange(config.block_size, device=device, dtype=torch.float32)
-    freqs = torch.outer(t, inv_freq)
-    return freqs.cos(), freqs.sin()
-
-
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate pairs (first half, second half) of the head dimension. x: (B, nh, T, hs); cos/sin: (T, hs/2)."""
-    x1, x2 = x.float().chunk(2, dim=-1)
-    out = torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
-    return out.type_as(x)
-
-
 class KVCache:
     """Preallocated keys and values for one layer: (B, nh, block_size, hs)."""
 
@@ -178,6 +171,7 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.c_proj = residual_linear(config.n_embd, config.n_embd, config)
         self.resid_dropout = nn.Dropout(config.dropout)
+        self.scale = attention_scale(config)  # None: 1/sqrt(head_size); µP: 1/head_size (model/mup.py)
 
     def forward(
         self,
@@ -199,13 +193,14 @@ class CausalSelfAttention(nn.Module):
             k, v = cache.update(pos, k, v)  # (B, nh, pos+T, hs)
         dropout = self.config.dropout if self.training else 0.0
         if not self.config.causal:  # bidirectional: every position attends to the whole sequence
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=self.scale)
         elif pos == 0 or T == 1:
             # a fresh sequence is plain causal; one new token attends to everything cached
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=T > 1)
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=T > 1,
+                                               scale=self.scale)
         else:
             mask = torch.ones(T, pos + T, dtype=torch.bool, device=x.device).tril(diagonal=pos)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, scale=self.scale)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble heads
         return self.resid_dropout(self.c_proj(y))
 
@@ -261,6 +256,7 @@ class GPT(nn.Module):
             self.register_buffer("rope_cos", cos, persistent=False)
             self.register_buffer("rope_sin", sin, persistent=False)
         self.register_load_state_dict_pre_hook(self._fit_vocab_rows)
+        scale_hidden_init(self)  # µP: block matrices' std / sqrt(width multiplier)
         self.init_weights()
 
     def _fit_vocab_rows(self, module, state_dict, prefix, *args) -> None:
@@ -269,7 +265,8 @@ class GPT(nn.Module):
     @torch.no_grad()
     def init_weights(self) -> None:
         """GPT-2 init: N(0, 0.02) everywhere, residual projections N(0, 0.02 / sqrt(2 * n_layer)), norms at
-        one. Each layer's reset_parameters holds its part, so FSDP's meta-device path inits the same."""
+        one (µP: block matrices / sqrt(width multiplier)). Each layer's reset_parameters holds its part, so
+        FSDP's meta-device path inits the same."""
         for module in self.modules():
             if module is not self and hasattr(module, "reset_parameters"):
                 module.reset_parameters()
@@ -315,7 +312,7 @@ class GPT(nn.Module):
     ) -> torch.Tensor:
         """idx (B, T) token ids -> logits (B, T, vocab_size). With caches, idx continues at position pos.
         With vocabulary padding the logits are a view that leaves the padding columns out (no copy)."""
-        logits = self.lm_head(self.hidden_states(idx, caches, pos))
+        logits = self.lm_head(scale_output(self.hidden_states(idx, caches, pos), self.config))  # µP: / m
         return logits[..., : self.config.vocab_size] if self.config.pad_vocab_to > 1 else logits
 
     def hidden_states(

@@ -9,6 +9,8 @@ Two exact mappings (the same function, the same logits):
   k need no permutation (Meta's original Llama weights, which rotate interleaved pairs, would). The fused
   c_attn splits into q, k, v; c_gate/c_fc/c_proj are gate_proj/up_proj/down_proj; rms_norm_eps is ours.
 Anything else (a mixed mode, grouped-query attention, rope scaling...) is refused with the reason.
+A µP model (model/mup.py) exports with its attention scale and output multiplier folded into the weights
+(`fold_into_weights`), so the HF model computes the same logits; it imports back as a standard one.
 
 Reading needs only torch (pytorch_model.bin, loaded with weights_only=True) or `safetensors`; writing
 needs `safetensors`. `transformers` itself is needed only to use the exported directory.
@@ -25,8 +27,10 @@ from tokenizers import Tokenizer
 from lit_llm.data.tokenizer import EOS, PAD, UNK, gpt2_tokenizer
 from lit_llm.errors import LitLLMError
 from lit_llm.model.gpt import GPTConfig, resize_vocab_rows
+from lit_llm.model.mup import fold_into_weights
 
 GPT2_GELUS = ("gelu_new", "gelu_pytorch_tanh")  # both are the tanh approximation GPT-2 used
+EXACT_GELU = "gelu"  # HF's name for the erf GELU (our mlp="gelu_exact", nanoGPT's)
 NORM_EPS = 1e-5  # LanguageModel builds every norm with GPTConfig's default eps
 
 
@@ -41,13 +45,13 @@ def need_safetensors():
 # --- which HF architecture our config maps to ----------------------------------------------------
 def hf_architecture(cfg: GPTConfig) -> str:
     """'gpt2' or 'llama', or an error that says why this config has no exact HF counterpart."""
-    if (cfg.norm, cfg.pos, cfg.mlp) == ("layernorm", "learned", "gelu"):
+    if (cfg.norm, cfg.pos) == ("layernorm", "learned") and cfg.mlp in ("gelu", "gelu_exact"):
         return "gpt2"
     if (cfg.norm, cfg.pos, cfg.mlp) == ("rmsnorm", "rope", "swiglu"):
         return "llama"
     raise LitLLMError(
         f"norm={cfg.norm}, pos={cfg.pos}, mlp={cfg.mlp} has no exact Hugging Face architecture: GPT-2 needs "
-        "layernorm+learned+gelu, Llama needs rmsnorm+rope+swiglu"
+        "layernorm+learned+gelu (or gelu_exact), Llama needs rmsnorm+rope+swiglu"
     )
 
 
@@ -57,7 +61,7 @@ def gpt2_config(cfg: GPTConfig, eos_id: int | None) -> dict:
         "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2",
         "vocab_size": cfg.vocab_size, "n_positions": cfg.block_size, "n_ctx": cfg.block_size,
         "n_embd": cfg.n_embd, "n_layer": cfg.n_layer, "n_head": cfg.n_head, "n_inner": cfg.n_ff,
-        "activation_function": "gelu_new", "layer_norm_epsilon": cfg.norm_eps,
+        "activation_function": EXACT_GELU if cfg.mlp == "gelu_exact" else "gelu_new", "layer_norm_epsilon": cfg.norm_eps,
         "resid_pdrop": cfg.dropout, "embd_pdrop": cfg.dropout, "attn_pdrop": cfg.dropout,
         "scale_attn_weights": True, "scale_attn_by_inverse_layer_idx": False, "reorder_and_upcast_attn": False,
         "tie_word_embeddings": cfg.tie_embeddings, "bos_token_id": eos_id, "eos_token_id": eos_id,
@@ -88,8 +92,9 @@ def config_from_hf(hf: dict, where: str) -> GPTConfig:
         raise LitLLMError(f"{where}: {why}; lit_llm cannot reproduce this model exactly")
 
     if kind == "gpt2":
-        if hf.get("activation_function", "gelu_new") not in GPT2_GELUS:
-            refuse(f"activation_function {hf['activation_function']!r} is not GPT-2's tanh GELU")
+        act = hf.get("activation_function", "gelu_new")
+        if act not in (*GPT2_GELUS, EXACT_GELU):
+            refuse(f"activation_function {act!r} is neither GPT-2's tanh GELU nor the exact one")
         for key, ok in (("scale_attn_weights", True), ("scale_attn_by_inverse_layer_idx", False),
                         ("reorder_and_upcast_attn", False), ("add_cross_attention", False)):
             if hf.get(key, ok) != ok:
@@ -97,8 +102,8 @@ def config_from_hf(hf: dict, where: str) -> GPTConfig:
         eps, n_embd = hf.get("layer_norm_epsilon", 1e-5), hf.get("n_embd", 768)
         cfg = dict(vocab_size=hf.get("vocab_size", 50257), block_size=hf.get("n_positions", 1024),
                    n_layer=hf.get("n_layer", 12), n_head=hf.get("n_head", 12), n_embd=n_embd,
-                   n_ff=hf.get("n_inner") or 4 * n_embd, norm="layernorm", pos="learned", mlp="gelu", bias=True,
-                   tie_embeddings=hf.get("tie_word_embeddings", True))
+                   n_ff=hf.get("n_inner") or 4 * n_embd, norm="layernorm", pos="learned",
+                   mlp="gelu_exact" if act == EXACT_GELU else "gelu", bias=True, tie_embeddings=hf.get("tie_word_embeddings", True))
     elif kind == "llama":
         heads = hf["num_attention_heads"]
         if hf.get("num_key_value_heads", heads) != heads:
@@ -276,7 +281,7 @@ def write_hf_dir(out: Path, cfg: GPTConfig, sd: dict[str, torch.Tensor], tokeniz
     into the new directory out; returns the architecture name."""
     save_file = need_safetensors().save_file
     arch = hf_architecture(cfg)
-    sd = dict(sd)
+    sd = fold_into_weights(dict(sd), cfg)  # µP's attention scale and output multiplier (model/mup.py)
     resize_vocab_rows(sd, cfg.vocab_size)  # exactly vocab_size rows, whatever our padding
     eos_id = None
     if tokenizer_json is not None:

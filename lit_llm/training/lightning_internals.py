@@ -59,7 +59,8 @@ def set_log_step(trainer: L.Trainer, step: int) -> None:
 
 
 def pending_step_metrics(trainer: L.Trainer) -> dict[str, float]:
-    """The current training step's logged metrics, which Lightning writes only after the step's hooks."""
+    """The current training step's logged metrics, which Lightning writes only after the step's hooks.
+    Reads every value (a sync on a GPU): call it on logging steps only."""
     results = trainer._results
     return {k: float(v) for k, v in results.metrics(on_step=True)["log"].items()} if results is not None else {}
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import json
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Literal
 
 import lightning as L
@@ -22,9 +23,10 @@ from torchmetrics import MeanMetric, Metric
 from lit_llm.checkpoints import read_lm_checkpoint
 from lit_llm.errors import LitLLMError
 from lit_llm.model.gpt import ARCH_FIELDS, GPT, GPTConfig
+from lit_llm.model.mup import lr_multiplier
 from lit_llm.training.finetune import load_init_weights
 from lit_llm.training.lightning_internals import is_accumulating, should_log, trainer_or_none
-from lit_llm.training.objectives import CausalLM, MaskedLM, token_nll
+from lit_llm.training.objectives import CausalLM, MaskedLM, chunk_nll, token_nll
 from lit_llm.training.optim import NonFiniteGuard, adamw_with_schedule, clip_and_measure
 
 
@@ -52,6 +54,20 @@ def mean_over_ranks(trainer: L.Trainer, nll_sum: torch.Tensor, n_tokens: torch.T
     n_tokens is copied by its conversion to nll_sum's dtype."""
     reduce = trainer.strategy.reduce
     return reduce(nll_sum, reduce_op="sum") / reduce(n_tokens.to(nll_sum.dtype), reduce_op="sum")
+
+
+def check_compatible(config: GPTConfig, extra: dict, tokenizer_json: str | None) -> None:
+    """A checkpoint (its "lit_llm" entry) of another architecture or tokenizer gets one line that names what
+    differs, instead of a wall of state_dict size mismatches."""
+    saved = extra.get("model_config") or {}
+    diffs = [f"{k}: checkpoint {saved[k]!r}, this run {getattr(config, k)!r}"
+             for k in ARCH_FIELDS if k in saved and saved[k] != getattr(config, k)]
+    if diffs:
+        raise LitLLMError("the checkpoint is of another model: " + "; ".join(diffs))
+    theirs = extra.get("tokenizer_json")
+    if theirs and tokenizer_json and json.loads(theirs) != json.loads(tokenizer_json):
+        raise LitLLMError("the checkpoint was trained with another tokenizer than this run's data uses; "
+                          "prepare the data with the checkpoint's tokenizer (--data.tokenizer PATH/tokenizer.json)")
 
 
 @dataclass
@@ -85,6 +101,8 @@ class LanguageModel(L.LightningModule):
         tie_embeddings: bool = True,
         dropout: float = 0.0,
         rope_theta: float = 10000.0,
+        parametrization: Literal["standard", "mup"] = "standard",
+        mup_base_width: int = 0,
         lr: float = 1e-3,
         min_lr: float | None = None,
         warmup_steps: int = 100,
@@ -115,6 +133,9 @@ class LanguageModel(L.LightningModule):
             tie_embeddings: share the token embedding with the output head.
             dropout: dropout probability.
             rope_theta: RoPE base.
+            parametrization: standard (GPT-2's) or mup: µP's init, attention scale, output multiplier and
+                per-group Adam learning rates, so lr (tuned at mup_base_width) transfers across widths.
+            mup_base_width: µP: the n_embd the hyper-parameters were tuned at.
             lr: peak learning rate.
             min_lr: final learning rate of the cosine decay (default lr / 10).
             warmup_steps: linear warmup steps.
@@ -146,7 +167,8 @@ class LanguageModel(L.LightningModule):
         try:
             self.config = GPTConfig(vocab_size, block_size, n_layer, n_head, n_embd, n_ff, norm, pos, mlp,
                                     bias, tie_embeddings, dropout, rope_theta, causal=objective == "causal",
-                                    pad_vocab_to=self.system.pad_vocab_to)
+                                    pad_vocab_to=self.system.pad_vocab_to, parametrization=parametrization,
+                                    mup_base_width=mup_base_width)
         except ValueError as err:
             raise LitLLMError(f"invalid model config: {err}") from None
         self.objective = MaskedLM(mask_prob, mask_seed, vocab_size) if objective == "masked" else CausalLM()
@@ -158,6 +180,7 @@ class LanguageModel(L.LightningModule):
         self.tokens_seen = 0
         self.step_nll, self.step_tokens = 0.0, 0  # sums over the micro-batches of the current step
         self.tokenizer_json, self.data_meta = None, {}  # from the data module or the checkpoint
+        self.loss_chunk = chunk_nll
 
     def configure_model(self) -> None:
         """Build the network here, not in __init__, so Lightning can create it directly on the device, or
@@ -171,6 +194,7 @@ class LanguageModel(L.LightningModule):
         self.model.checkpoint_blocks = self.system.activation_checkpointing
         if self.system.compile:
             self.model.compile()
+            self.loss_chunk = torch.compile(chunk_nll)  # the training loss fused too (see token_nll)
 
     def setup(self, stage: str) -> None:
         trainer = trainer_or_none(self)
@@ -200,18 +224,8 @@ class LanguageModel(L.LightningModule):
         self.data_meta = json.loads(extra.get("data_meta_json") or "{}") or self.data_meta
 
     def check_compatible(self, extra: dict, tokenizer_json: str | None = None) -> None:
-        """A checkpoint of another architecture or tokenizer gets one line that names what differs (instead
-        of a wall of state_dict size mismatches). The CLI calls it before it touches any log; Lightning
-        again before it loads the weights."""
-        saved = extra.get("model_config") or {}
-        diffs = [f"{k}: checkpoint {saved[k]!r}, this run {getattr(self.config, k)!r}"
-                 for k in ARCH_FIELDS if k in saved and saved[k] != getattr(self.config, k)]
-        if diffs:
-            raise LitLLMError("the checkpoint is of another model: " + "; ".join(diffs))
-        theirs, ours = extra.get("tokenizer_json"), tokenizer_json or self.tokenizer_json
-        if theirs and ours and json.loads(theirs) != json.loads(ours):
-            raise LitLLMError("the checkpoint was trained with another tokenizer than this run's data uses; "
-                              "prepare the data with the checkpoint's tokenizer (--data.tokenizer PATH/tokenizer.json)")
+        """The CLI calls it before it touches any log; Lightning again before it loads the weights."""
+        check_compatible(self.config, extra, tokenizer_json or self.tokenizer_json)
 
     @classmethod
     def from_checkpoint(cls, path: str) -> LanguageModel:
@@ -239,21 +253,20 @@ class LanguageModel(L.LightningModule):
         # the global micro-batch index (steps, accumulation, ranks) seeds a masked objective: resumable
         micro_batch = (trainer.global_step * accum + batch_idx % accum) * world + trainer.global_rank
         inputs, targets = self.objective.training_pair(batch, micro_batch)
-        nll_sum, n_tokens = token_nll(self.model(inputs), targets)
+        nll_sum, n_tokens = token_nll(self.model(inputs), targets, chunk_fn=self.loss_chunk)
         # Lightning divides each micro-batch's loss by accumulate_grad_batches and DDP averages gradients
         # over ranks; multiplying by both and dividing by the optimizer step's token count (all micro-
         # batches, all ranks) makes the gradient that of sum(NLL) / sum(tokens) over the step, however the
         # step is split. Without "step_tokens" every micro-batch is assumed to hold as many targets.
-        scale = accum * world  # a factor of 1 is skipped: the same values, two ops fewer per step
-        tokens = n_tokens.clamp(min=1) * scale if scale > 1 else n_tokens.clamp(min=1)
-        loss = (nll_sum * scale if scale > 1 else nll_sum) / batch.get("step_tokens", tokens)
+        scale = accum * world
+        loss = nll_sum * scale / batch.get("step_tokens", n_tokens.clamp(min=1) * scale)
         self.tokens_seen += inputs.numel() * world  # from the shape: no device sync
         if accum > 1:  # the step's loss sums its micro-batches (without accumulation: this one's sums)
             self.step_nll, self.step_tokens = self.step_nll + nll_sum.detach(), self.step_tokens + n_tokens
         if not is_accumulating(trainer) and should_log(trainer):  # self.log: ~0.5-1 ms a call in Lightning
             nll, count = (self.step_nll, self.step_tokens) if accum > 1 else (nll_sum.detach().clone(), n_tokens)
             step_loss = mean_over_ranks(trainer, nll, count)
-            self.log("train/loss", step_loss, prog_bar=True)
+            self.log("train/loss", step_loss)  # shown by StepProgressBar, not prog_bar: no sync per step
             self.log_dict({"train/ppl": torch.exp(step_loss), "lr": trainer.optimizers[0].param_groups[0]["lr"],
                            "tokens_seen": torch.tensor(self.tokens_seen, dtype=torch.float64)})
         if accum > 1 and not is_accumulating(trainer):
@@ -310,7 +323,7 @@ class LanguageModel(L.LightningModule):
     def configure_optimizers(self):
         hp = self.hparams
         return adamw_with_schedule(self, hp.lr, hp.weight_decay, hp.warmup_steps, hp.min_lr, hp.lr_decay_steps,
-                                   (hp.beta1, hp.beta2), hp.eps)
+                                   (hp.beta1, hp.beta2), hp.eps, partial(lr_multiplier, cfg=self.config))
 
     # --- accounting --------------------------------------------------------------------------------------
     def num_params(self, non_embedding: bool = True) -> int:

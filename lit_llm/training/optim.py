@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Callable
 
 import lightning as L
 import torch
@@ -48,13 +49,31 @@ def schedule_length(trainer: L.Trainer, decay_steps: int | None = None) -> int:
     return int(steps)
 
 
+def param_groups(module: torch.nn.Module, lr: float, weight_decay: float,
+                 lr_multiplier: Callable[[str, torch.Tensor], float] | None = None) -> list[dict]:
+    """AdamW's groups: weight decay on weights of 2 or more dimensions only. With lr_multiplier(name, param)
+    (µP) the parameters of each multiplier form groups at lr * multiplier and weight_decay / multiplier, so
+    the decoupled decay step lr * weight_decay is the base one (the mup package's AdamW). The first group
+    is the decayed one at the base lr (what the "lr" metric shows)."""
+    groups: dict[tuple[bool, bool, float], dict] = {}
+    for name, p in module.named_parameters():
+        if not p.requires_grad:
+            continue
+        mult = lr_multiplier(name, p) if lr_multiplier is not None else 1.0
+        key = (p.dim() < 2, mult != 1.0, mult)
+        decay = weight_decay / mult if p.dim() >= 2 else 0.0
+        groups.setdefault(key, {"params": [], "weight_decay": decay, "lr": lr * mult})["params"].append(p)
+    return [groups[key] for key in sorted(groups)]
+
+
 def adamw_with_schedule(module: L.LightningModule, lr: float, weight_decay: float, warmup_steps: int,
                         min_lr: float | None = None, decay_steps: int | None = None,
-                        betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> dict:
-    """Lightning's configure_optimizers answer: AdamW (fused on CUDA) stepping a warmup + cosine schedule."""
-    params = [p for p in module.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+                        betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                        lr_multiplier: Callable[[str, torch.Tensor], float] | None = None) -> dict:
+    """Lightning's configure_optimizers answer: AdamW (fused on CUDA) stepping a warmup + cosine schedule,
+    which multiplies each group's own lr (see `param_groups`)."""
+    groups = param_groups(module, lr, weight_decay, lr_multiplier)
+    params = [p for g in groups for p in g["params"]]
     # fused: one kernel for all parameters, and it honours `found_inf` (a step skipped on the device); not
     # under a GradScaler (16-mixed), where Lightning must unscale the gradients before they are clipped
     fused = (bool(params) and all(p.device.type in ("cuda", "cpu") for p in params)

@@ -151,7 +151,7 @@ class TextClassifier(L.LightningModule):
         loss = F.cross_entropy(logits.float(), batch["labels"])
         self.tokens_seen += batch["tokens"].numel()
         if should_log(self.trainer):
-            self.log("train/loss", loss, prog_bar=True)
+            self.log("train/loss", loss)  # shown by StepProgressBar (prog_bar would sync every step)
             self.log("train/acc", (logits.argmax(-1) == batch["labels"]).float().mean())
             self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"])
         return loss

@@ -10,7 +10,7 @@ from lightning.pytorch.utilities.model_summary import get_human_readable_count
 from rich import get_console
 from rich.table import Table
 
-from lit_llm.training.lightning_internals import ProgressBarHooks
+from lit_llm.training.lightning_internals import ProgressBarHooks, pending_step_metrics, should_log
 
 
 class StepProgressBar(ProgressBarHooks):
@@ -19,16 +19,28 @@ class StepProgressBar(ProgressBarHooks):
 
     The bar is drawn refresh_rate times a second (once by default), but Lightning updates its count and
     metrics after every training step, ~0.3 ms of a CPU step; here they are updated at most every
-    `update_interval` seconds, and always after the last step and before a validation."""
+    `update_interval` seconds, and always after the last step and before a validation.
+
+    The training loss is read on the steps that log it, not logged with prog_bar=True: Lightning converts
+    every prog_bar metric to a Python number after every batch, the stale ones too, which on a GPU is a
+    host-device sync per step."""
 
     update_interval = 0.25  # seconds
+    shown = ("train/loss",)  # logged metrics the bar shows
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._updated_at = -float("inf")
         self._pending: int | None = None  # batch_idx of a step whose update was skipped
+        self._values: dict[str, float] = {}
+
+    def get_metrics(self, trainer, pl_module) -> dict:
+        return {**super().get_metrics(trainer, pl_module), **{k: f"{v:.3f}" for k, v in self._values.items()}}
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if should_log(trainer):  # reads this step's logged values (syncs on a GPU, as the loggers do here)
+            logged = pending_step_metrics(trainer)
+            self._values.update({k: logged[k] for k in self.shown if k in logged})
         now = time.monotonic()
         last = trainer.should_stop or 0 < trainer.max_steps <= trainer.global_step
         if now - self._updated_at < self.update_interval and not last:
