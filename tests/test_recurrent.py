@@ -205,7 +205,7 @@ def test_lstm_ddp_matches_single_process(tiny_text, tmp_path):
         out = tmp_path / name
         out.mkdir()
         run = subprocess.run([sys.executable, str(DRIVER), str(tiny_text), str(out), str(cache), str(devices),
-                              str(batch), "lstm"], capture_output=True, text=True, env=env, timeout=600)
+                              str(batch), "0", "lstm"], capture_output=True, text=True, env=env, timeout=600)
         assert run.returncode == 0, run.stderr[-2000:]
         with open(out / "metrics.csv") as f:
             losses[name] = [float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")]

@@ -33,6 +33,8 @@ from lit_llm.training.resume import ResumeState, resume_facts
 # noise from Lightning internals that a user cannot act on
 warnings.filterwarnings("ignore", message=".*treespec.*LeafSpec.*")
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+# an epoch fit resumes mid-epoch exactly: its position is the data module's state (TextDataModule.state_dict)
+warnings.filterwarnings("ignore", message=".*checkpoint that ended before the epoch ended.*")
 # val/test loss come from a torchmetrics Metric that already sums over ranks: no sync_dist needed
 warnings.filterwarnings("ignore", message=".*sync_dist=True.*when logging on epoch level.*")
 
@@ -187,7 +189,9 @@ class BaseCLI(CLIHooks):
         self.before_trainer(config)
         ensure_writable(root)
         if self.subcommand == "fit":
-            self.resume = resume_facts(self.value(self.config, "ckpt_path"), checkpoint.dirpath if checkpoint else None)
+            data = self.value(self.config_init, "data")
+            self.resume = resume_facts(self.value(self.config, "ckpt_path"), checkpoint.dirpath if checkpoint else None,
+                                       type(data).__qualname__ if data is not None else None)
             if self.resume:
                 self.check_resume(self.resume)  # before any log is continued or rewritten
         if config.get("logger") in (None, True):

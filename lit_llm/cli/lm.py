@@ -46,11 +46,40 @@ class LitLLMCLI(BaseCLI):
     def before_trainer(self, trainer_config: dict) -> None:
         if self.subcommand != "fit":
             return
-        max_steps = trainer_config.get("max_steps", -1)
+        max_steps, epochs = trainer_config.get("max_steps", -1), trainer_config.get("max_epochs")
+        if epochs not in (None, -1):
+            self.epoch_fit_options(trainer_config, epochs, max_steps)
+            return
         endless = max_steps == -1 and not trainer_config.get("max_time") and not self.value(self.config, "max_tokens")
         if max_steps == 0 or max_steps < -1 or endless:
             raise LitLLMError(f"--trainer.max_steps must be positive, got {max_steps} (the training data is "
-                              "an endless stream: -1 only with --trainer.max_time and --model.lr_decay_steps)")
+                              "an endless stream: -1 only with --trainer.max_time and --model.lr_decay_steps; "
+                              "or give --trainer.max_epochs N for N passes over the data)")
+        trainer_config["max_epochs"] = -1  # one endless epoch (Lightning would pick 1000 with max_steps -1)
+
+    def epoch_fit_options(self, trainer_config: dict, epochs: int, max_steps: int) -> None:
+        """--trainer.max_epochs N: N passes over the data (docs/training.md#epochs). lit_llm's defaults for
+        fits by steps, max_steps 300 and val_check_interval 100, do not apply: the epochs end the fit (another
+        max_steps caps it, the earlier limit wins, as in Lightning), and it validates after every epoch (an
+        int val_check_interval: every that many batches; a float: at that fraction of each epoch)."""
+        if epochs <= 0:
+            raise LitLLMError(f"--trainer.max_epochs must be positive, got {epochs} (-1: train by steps)")
+        if max_steps == 0 or max_steps < -1:
+            raise LitLLMError(f"--trainer.max_steps must be positive or -1, got {max_steps}")
+        if trainer_config.get("limit_train_batches") not in (None, 1.0):
+            raise LitLLMError("--trainer.limit_train_batches cuts every epoch short, which an epoch fit's data "
+                              "position does not follow; shorten the fit with --trainer.max_steps instead")
+        defaults, changes = self.defaults(self.subcommand).trainer, {}
+        if max_steps == defaults.get("max_steps"):
+            changes["max_steps"] = -1
+        interval = trainer_config.get("val_check_interval")
+        if type(interval) is int and interval == defaults.get("val_check_interval"):
+            interval = changes["val_check_interval"] = 1.0
+        if isinstance(interval, float) and trainer_config.get("check_val_every_n_epoch") is None:
+            changes["check_val_every_n_epoch"] = 1
+        saved = self.config[self.subcommand].trainer  # config.yaml shows the options the fit ran with
+        for key, value in changes.items():
+            trainer_config[key] = saved[key] = value
 
     def check_resume(self, resume: dict) -> None:
         model, data = self.value(self.config_init, "model"), self.value(self.config_init, "data")
@@ -60,6 +89,14 @@ class LitLLMCLI(BaseCLI):
         if saved != model.config.pad_vocab_to:  # the optimizer's moments have the saved row count
             raise LitLLMError(f"the checkpoint pads the vocabulary to a multiple of {saved}: resume with "
                               f"--model.system.pad_vocab_to {saved}")
+        position = resume.get("data_position") or {}
+        by_epochs = (self.value(self.config_init, "trainer").get("max_epochs") or -1) > 0
+        if by_epochs and position.get("train_batches_consumed", 0) > 0:
+            raise LitLLMError("the checkpoint is of a fit by steps: resume it without --trainer.max_epochs (or "
+                              "start an epoch fit from its weights with --model.init_from)")
+        if not by_epochs and (position.get("epoch", 0) > 0 or position.get("epoch_batches_consumed", 0) > 0):
+            raise LitLLMError("the checkpoint is of an epoch fit: resume it with --trainer.max_epochs (or start a "
+                              "fit by steps from its weights with --model.init_from)")
 
     def after_trainer(self, trainer) -> None:
         """--tokens_per_step sets the accumulation, --max_tokens the step count (both need the world size)."""

@@ -1,18 +1,23 @@
 """LightningDataModule over prepared token shards: `prepare_data` builds (or finds) them, the loaders
-read them through the samplers in samplers.py, and `state_dict` holds the resume point."""
+read them through the samplers in samplers.py, and `state_dict` holds the resume point.
+
+The trainer decides how training data is read: with a positive `max_epochs` (an epoch fit) each epoch is
+one pass over the split's windows in a new order; otherwise (max_epochs -1, a fit by steps, tokens or
+time) an endless stream of random windows."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
 
 from lit_llm.data.clean import CleanConfig
 from lit_llm.data.corpus import default_cache_dir
 from lit_llm.data.dedup import DedupConfig
 from lit_llm.data.prepare import PrepareConfig, PreparedData, prepare
-from lit_llm.data.samplers import RandomWindows, SequentialWindows, TokenStream
+from lit_llm.data.samplers import EpochBatches, EpochWindows, RandomWindows, SequentialWindows, TokenStream
 from lit_llm.errors import LitLLMError
 
 class TextDataModule(L.LightningDataModule):
@@ -79,6 +84,8 @@ class TextDataModule(L.LightningDataModule):
         self.prompts = prompts
         self._prepared: PreparedData | None = None
         self.train_batches_consumed = 0  # per-rank micro-batches already trained on (resume point)
+        self.epoch, self.epoch_batches_consumed = 0, 0  # an epoch fit's position: epoch, micro-batches of it
+        self.batches_per_epoch: int | None = None  # per rank, in an epoch fit
 
     def prepare_once(self) -> PreparedData:
         """The prepared data: cleans, tokenizes and shards the corpus on the first call (a file lock makes
@@ -105,7 +112,14 @@ class TextDataModule(L.LightningDataModule):
                 "use a larger corpus or a smaller block size"
             )
 
+    def epoch_fit(self) -> bool:
+        """Whether the trainer trains by epochs (a positive max_epochs): then the data is read in passes."""
+        trainer = self.trainer
+        return trainer is not None and (trainer.max_epochs or 0) > 0
+
     def train_dataloader(self) -> DataLoader:
+        if self.epoch_fit():
+            return self._epoch_dataloader()
         rank, world = self._rank_world()
         segments, weights = None, None
         if self.corpus_weights is not None:
@@ -117,6 +131,33 @@ class TextDataModule(L.LightningDataModule):
                              rank, world, start=self.train_batches_consumed, segments=segments, weights=weights)
         return DataLoader(data, batch_size=None, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0, pin_memory=self.pin_memory())
+
+    def _epoch_dataloader(self) -> DataLoader:
+        if self.corpus_weights is not None:
+            raise LitLLMError("--data.corpus_weights samples the sources by weight, but an epoch fit "
+                              "(--trainer.max_epochs) reads every window once per epoch: drop one of them")
+        rank, world = self._rank_world()
+        data = EpochWindows(self.stream("train"), self.block_size, self.batch_size, self.seed, rank, world,
+                            self.trainer.accumulate_grad_batches)
+        if len(data) == 0:
+            raise LitLLMError(f"the train split has {data.n_windows} windows of --data.block_size + 1 tokens, fewer "
+                              f"than one optimizer step takes (batch_size x devices x accumulate_grad_batches = "
+                              f"{data.step_windows}); lower those or use a larger corpus")
+        self.batches_per_epoch = len(data)
+        epoch, start = self.epoch, self.epoch_batches_consumed
+        if start >= len(data):  # saved at the end of an epoch: the next one starts
+            epoch, start = epoch + 1, 0
+        # each epoch's iterator draws a worker base seed: from its own generator, not the global RNG, so the
+        # dropout stream does not depend on where epochs start, and a resume at an epoch's end stays exact
+        return DataLoader(data, sampler=EpochBatches(len(data), epoch, start), batch_size=None,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                          pin_memory=self.pin_memory(), generator=torch.Generator().manual_seed(self.seed))
+
+    def epochs_done(self) -> float | None:
+        """An epoch fit's passes over the data so far (whole epochs plus the share of the current one)."""
+        if not self.batches_per_epoch:
+            return None
+        return self.epoch + self.epoch_batches_consumed / self.batches_per_epoch
 
     def _eval_dataloader(self, split: str) -> DataLoader:
         tokens = self.stream(split)
@@ -154,12 +195,19 @@ class TextDataModule(L.LightningDataModule):
     def on_before_batch_transfer(self, batch, dataloader_idx: int):
         trainer = self.trainer
         if trainer is not None and trainer.training and "index" in batch:
-            self.train_batches_consumed = batch["index"] + 1
+            if "epoch" in batch:
+                self.epoch, self.epoch_batches_consumed = batch["epoch"], batch["index"] + 1
+            else:
+                self.train_batches_consumed = batch["index"] + 1
         return batch
 
     def state_dict(self) -> dict:
-        """The data position: per-rank micro-batches consumed (the sampler is stateless given it)."""
-        return {"train_batches_consumed": self.train_batches_consumed}
+        """The data position (the samplers are stateless given it): per-rank micro-batches consumed, and
+        in an epoch fit the epoch and its micro-batches consumed."""
+        return {"train_batches_consumed": self.train_batches_consumed, "epoch": self.epoch,
+                "epoch_batches_consumed": self.epoch_batches_consumed}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.train_batches_consumed = int(state_dict.get("train_batches_consumed", 0))
+        self.epoch = int(state_dict.get("epoch", 0))
+        self.epoch_batches_consumed = int(state_dict.get("epoch_batches_consumed", 0))

@@ -5,6 +5,10 @@ hash(seed, g) mod (N - T), and rank r's k-th micro-batch holds samples [(k*W + r
 for world size W. So ranks read disjoint samples, the global batches are the same whatever W is (for a
 fixed micro-batch B), and resuming needs only k, which the DataModule saves in the checkpoint.
 
+An epoch fit (`--trainer.max_epochs N`) reads the split in passes instead: EpochWindows cuts it into
+non-overlapping windows, shuffled per epoch by (seed, epoch), and EpochBatches hands out one epoch's
+micro-batches from a resume point on.
+
 Validation and test batches cover their split exactly once: consecutive windows of T targets, the
 last one shorter and padded with target -1, dealt round-robin to ranks without padding or repeats.
 """
@@ -13,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, IterableDataset, get_worker_info
+from torch.utils.data import Dataset, IterableDataset, Sampler, get_worker_info
 
 IGNORE_INDEX = -1  # the target of a position that has none (padding); the loss skips it
 
@@ -94,6 +98,69 @@ class RandomWindows(IterableDataset):
         while True:
             yield self.batch(k)
             k += step
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The order of an epoch's n windows: a permutation drawn from (seed, epoch) alone, so a resume redraws it."""
+    return np.random.default_rng([seed, epoch]).permutation(n).astype(np.int64)
+
+
+class EpochWindows(Dataset):
+    """An epoch fit's training windows. Window i is tokens [i*T, i*T + T + 1): consecutive windows share
+    their boundary token (T+1 tokens give T targets), so each epoch predicts every token of the split but
+    the first exactly once, bar the tail that fills no whole window. Each epoch shuffles the windows
+    (`epoch_order`); global micro-batch m = k*W + r (rank r's k-th of the epoch, world size W) holds
+    windows order[m*B : (m+1)*B]. An epoch is a whole number of optimizer steps: every rank gets the same
+    number of micro-batches, a multiple of `accumulate`, and the windows left over (fewer than one global
+    step's B*W*accumulate) are skipped that epoch; the shuffle leaves out others next epoch.
+    Items are (epoch, k): {"tokens": (B, T+1) int64, "sample_ids": window numbers (B,), "index": k, "epoch"}."""
+
+    def __init__(self, tokens: TokenStream | np.ndarray, block_size: int, batch_size: int, seed: int,
+                 rank: int = 0, world_size: int = 1, accumulate: int = 1) -> None:
+        self.tokens = tokens if isinstance(tokens, TokenStream) else TokenStream([tokens])
+        self.T, self.B, self.seed = block_size, batch_size, seed
+        self.rank, self.world_size = rank, world_size
+        self.n_windows = max(0, (len(self.tokens) - 1) // block_size)
+        self.step_windows = batch_size * world_size * accumulate  # windows per optimizer step, all ranks
+        self.batches_per_epoch = self.n_windows // self.step_windows * accumulate  # per rank
+        self._order: tuple[int, np.ndarray] | None = None  # the latest epoch's order (each worker its own)
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch
+
+    def order(self, epoch: int) -> np.ndarray:
+        if self._order is None or self._order[0] != epoch:
+            self._order = (epoch, epoch_order(self.seed, epoch, self.n_windows))
+        return self._order[1]
+
+    def __getitem__(self, item: tuple[int, int]) -> dict:
+        epoch, k = item
+        m = k * self.world_size + self.rank
+        ids = self.order(epoch)[m * self.B : (m + 1) * self.B]
+        windows = self.tokens.gather(ids * self.T, self.T + 1)
+        return {"tokens": torch.from_numpy(windows.astype(np.int64)), "sample_ids": torch.from_numpy(ids),
+                "index": k, "epoch": epoch}  # Python ints: reading the resume point needs no tensor read
+
+
+class EpochBatches(Sampler):
+    """The items (epoch, k), k = 0 .. n-1, of the current epoch, which Lightning sets before each epoch
+    (`set_epoch`). A resumed fit starts at (epoch, start): its first epoch yields k = start .. n-1, while
+    len() stays n, as Lightning counts the batches it restored as already run."""
+
+    def __init__(self, n_batches: int, epoch: int = 0, start: int = 0) -> None:
+        self.n, self.epoch = n_batches, epoch
+        self.resume_epoch, self.start = epoch, start
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        epoch = self.epoch  # read when iteration starts (workers prefetch right away)
+        first = self.start if epoch == self.resume_epoch else 0
+        return iter([(epoch, k) for k in range(first, self.n)])
 
 
 class SequentialWindows(Dataset):

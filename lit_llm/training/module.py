@@ -125,7 +125,7 @@ class LanguageModel(L.LightningModule):
             lr: peak learning rate.
             min_lr: final learning rate of the cosine decay (default lr / 10).
             warmup_steps: linear warmup steps.
-            lr_decay_steps: step where the cosine reaches min_lr (default: trainer.max_steps).
+            lr_decay_steps: step where the cosine reaches min_lr (default: the fit's last step, max_steps or epochs').
             weight_decay: AdamW weight decay, applied to weights of 2 or more dimensions only.
             beta1: AdamW beta1.
             beta2: AdamW beta2.

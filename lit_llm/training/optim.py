@@ -30,12 +30,22 @@ def lr_at(step: int, lr: float, min_lr: float, warmup_steps: int, decay_steps: i
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (lr - min_lr)
 
 
+def planned_steps(trainer: L.Trainer) -> float:
+    """The optimizer steps the fit will take (inf when only time limits it): max_steps in a fit by steps;
+    in an epoch fit (positive max_epochs) Lightning's estimate, epochs x ceil(this rank's micro-batches per
+    epoch / accumulate_grad_batches), capped by max_steps; exact here, as an epoch holds a whole number of
+    optimizer steps (EpochWindows)."""
+    if (getattr(trainer, "max_epochs", None) or 0) > 0:
+        return trainer.estimated_stepping_batches
+    return trainer.max_steps if trainer.max_steps > 0 else trainer.estimated_stepping_batches
+
+
 def schedule_length(trainer: L.Trainer, decay_steps: int | None = None) -> int:
     """The step where the cosine reaches its floor: given, else the run's last step."""
-    steps = decay_steps or (trainer.max_steps if trainer.max_steps > 0 else trainer.estimated_stepping_batches)
+    steps = decay_steps or planned_steps(trainer)
     if not math.isfinite(steps):
         raise LitLLMError("the run has no step limit, so the cosine schedule has no end: set "
-                          "--model.lr_decay_steps (or --trainer.max_steps)")
+                          "--model.lr_decay_steps (or --trainer.max_steps or --trainer.max_epochs)")
     return int(steps)
 
 

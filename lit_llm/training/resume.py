@@ -116,9 +116,10 @@ def pending_row(trainer: L.Trainer) -> dict | None:
     return {"step": log_step(trainer), "epoch": trainer.current_epoch, "metrics": metrics} if metrics else None
 
 
-def resume_facts(ckpt_path: str | None, checkpoint_dir: str | None) -> dict | None:
+def resume_facts(ckpt_path: str | None, checkpoint_dir: str | None, data_key: str | None = None) -> dict | None:
     """What the checkpoint a fit resumes from says about the run (None for a fresh fit): global_step,
-    csv_version, wandb_id, pending_row, and the module's "lit_llm" entry for the compatibility check."""
+    csv_version, wandb_id, pending_row, the module's "lit_llm" entry for the compatibility check, and the
+    data module's state (Lightning saves it under the class name, data_key) as data_position."""
     if not ckpt_path or ckpt_path in ("best", "hpc") or "://" in ckpt_path:
         return None
     path = newest_last_checkpoint(checkpoint_dir) if ckpt_path == "last" and checkpoint_dir else (
@@ -128,4 +129,5 @@ def resume_facts(ckpt_path: str | None, checkpoint_dir: str | None) -> dict | No
     ckpt = read_checkpoint(path)
     state = ckpt.get("callbacks", {}).get(STATE_KEY, {})
     return {"global_step": int(ckpt.get("global_step", 0)), "lit_llm": ckpt.get("lit_llm", {}),
+            "data_position": ckpt.get(data_key, {}) if data_key else {},
             **{k: state.get(k) for k in ("csv_version", "wandb_id", "pending_row")}}

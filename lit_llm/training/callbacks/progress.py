@@ -14,8 +14,8 @@ from lit_llm.training.lightning_internals import ProgressBarHooks, pending_step_
 
 
 class StepProgressBar(ProgressBarHooks):
-    """Rich progress bar that labels training by steps: a fit is one endless epoch of random windows, so
-    Lightning's "Epoch 0/-2" (max_epochs -1) says nothing.
+    """Rich progress bar that labels training by steps: a fit by steps is one endless epoch of random
+    windows, so Lightning's "Epoch 0/-2" (max_epochs -1) says nothing; an epoch fit shows "Epoch e/N".
 
     The bar is drawn refresh_rate times a second (once by default), but Lightning updates its count and
     metrics after every training step, ~0.3 ms of a CPU step; here they are updated at most every
@@ -63,8 +63,11 @@ class StepProgressBar(ProgressBarHooks):
         super().on_train_epoch_end(trainer, pl_module)
 
     def train_description(self, current_epoch: int) -> str:
-        limit = self.trainer.max_steps
-        text = f"Training to step {limit}" if limit and limit > 0 else "Training"
+        limit, epochs = self.trainer.max_steps, self.trainer.max_epochs or 0
+        if epochs > 0:
+            text = f"Epoch {current_epoch + 1}/{epochs}"
+        else:
+            text = f"Training to step {limit}" if limit and limit > 0 else "Training"
         return f"{text:{len(self.validation_description)}}"
 
 

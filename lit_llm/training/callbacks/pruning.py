@@ -11,6 +11,7 @@ only on the steps that prune (counting reads device values).
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import lightning as L
@@ -21,6 +22,7 @@ from lightning.pytorch.callbacks import ModelPruning
 from lit_llm.errors import LitLLMError
 from lit_llm.model.gpt import Block
 from lit_llm.training.lightning_internals import set_pruning_targets, should_log
+from lit_llm.training.optim import planned_steps
 
 
 def block_linears(module: nn.Module) -> list[nn.Linear]:
@@ -59,7 +61,7 @@ class GPTPruning(ModelPruning):
             amount: final sparsity of the pruned weights (0.3 = 30% zeros).
             schedule: once (all of it at start_step) or gradual (cubic from start_step to end_step).
             start_step: first step that prunes.
-            end_step: step where the gradual schedule reaches amount (default: trainer.max_steps).
+            end_step: step where the gradual schedule reaches amount (default: the fit's last step).
             every_n_steps: how often the gradual schedule prunes.
             use_global_unstructured: rank all weights together (layers end with different sparsities)
                 instead of each layer on its own (every layer reaches amount).
@@ -90,7 +92,8 @@ class GPTPruning(ModelPruning):
             if (layer.weight == 0).any():
                 prune.custom_from_mask(layer, "weight", mask=layer.weight != 0)
         if self.end_step is None:
-            self.end_step = max(self.start_step, trainer.max_steps)
+            planned = planned_steps(trainer)
+            self.end_step = max(self.start_step, int(planned) if math.isfinite(planned) else -1)
         self.current = sparsity(layers)
 
     # ModelPruning prunes per epoch; here, by training step only

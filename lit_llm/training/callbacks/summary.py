@@ -75,6 +75,9 @@ class RunSummary(Callback):
             if key in metrics:
                 summary[key] = metrics[key]
         if stage == "fit":
+            epochs = getattr(trainer.datamodule, "epochs_done", lambda: None)()
+            if epochs is not None:  # an epoch fit: passes over the training data, whole and in all
+                summary["epochs_completed"], summary["epochs"] = int(epochs), round(epochs, 4)
             # the last window's figures, and the mean over the run (validation and start-up left out)
             summary["throughput"] = {k.split("/", 1)[-1]: v for k, v in throughput.items()}
             summary["train_seconds"] = round(time.time() - self.start, 2)  # the whole fit, validation included
