@@ -7,6 +7,7 @@ import math
 from lit_llm.cli.base import TRAINER_DEFAULTS, BaseCLI, add_checkpoint_arguments
 from lit_llm.data.datamodule import TextDataModule
 from lit_llm.errors import LitLLMError
+from lit_llm.training.callbacks.memory import MemoryCheck
 from lit_llm.training.callbacks.samples import GeneratedSamples
 from lit_llm.training.callbacks.throughput import Throughput
 from lit_llm.training.finetune import apply_init_from
@@ -24,6 +25,7 @@ class LitLLMCLI(BaseCLI):
         super().add_arguments_to_parser(parser)
         add_checkpoint_arguments(parser, monitor="val/loss", mode="min")
         parser.add_lightning_class_args(Throughput, "throughput")
+        parser.add_lightning_class_args(MemoryCheck, "memory")
         parser.add_lightning_class_args(GeneratedSamples, "samples")
         parser.add_argument("--max_tokens", type=float | None, default=None,
                             help="training budget in tokens; sets trainer.max_steps from the global batch")

@@ -7,13 +7,16 @@ import os
 import signal
 import sys
 
+import torch
 import torch.distributed as dist
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from lit_llm.cli import classify, convert, generate, lm, prepare, report, scaling, sweep
 from lit_llm.errors import LitLLMError
+from lit_llm.training.callbacks.memory import oom_message
 from lit_llm.training.checkpointing import STOPPED_BY
 from lit_llm.training.loggers import VERSION_ENV, finish_wandb
+from lit_llm.training.rundirs import remove_failed_run
 
 LIGHTNING_COMMANDS = {
     "fit": "train a model (default: the embedded corpus, a small GPT, CPU-friendly)",
@@ -62,8 +65,10 @@ def run(args: list[str], from_argv: bool) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    code = None
     try:
-        return run(args, from_argv=argv is None)
+        code = run(args, from_argv=argv is None)
+        return code
     except LitLLMError as err:
         print(f"lit-llm: error: {err}", file=sys.stderr)
         return 2
@@ -75,6 +80,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except MisconfigurationException as err:  # e.g. configs/trainer/gpu.yaml on a machine without a GPU
         print(f"lit-llm: error: {err} (Lightning; check --trainer.accelerator/devices/strategy)", file=sys.stderr)
+        return 2
+    except torch.OutOfMemoryError as err:
+        print(f"lit-llm: error: {oom_message(err)}", file=sys.stderr)
+        return 2
+    except RuntimeError as err:
+        if "can't allocate memory" not in str(err):  # the CPU allocator's out-of-memory error
+            raise
+        print(f"lit-llm: error: {oom_message(err)}", file=sys.stderr)
         return 2
     except SIGTERMException:  # RunCheckpoint saved last.ckpt at the end of the step
         interrupted = STOPPED_BY.get("signal") == signal.SIGINT
@@ -89,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         close_process_group(barrier=False)
         finish_wandb()
+        if code != 0:
+            remove_failed_run()
         os.environ.pop(VERSION_ENV, None)  # the log version this run claimed, passed to the ranks it launched
 
 
