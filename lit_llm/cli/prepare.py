@@ -7,7 +7,8 @@ from pathlib import Path
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from lit_llm.data.datamodule import TextDataModule
-from lit_llm.data.prepare import prepare, print_summary
+from lit_llm.data.prepare import prepare
+from lit_llm.data.report import print_summary
 
 
 def main(args: list[str]) -> None:

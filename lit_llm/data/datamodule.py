@@ -4,6 +4,7 @@ read them through the samplers in samplers.py, and `state_dict` holds the resume
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import lightning as L
 from torch.utils.data import DataLoader
@@ -36,6 +37,7 @@ class TextDataModule(L.LightningDataModule):
         seed: int = 1337,
         cache_dir: str | None = None,
         prompts: str | None = None,
+        split_by: Literal["document", "position"] = "document",
     ) -> None:
         """
         Args:
@@ -48,7 +50,7 @@ class TextDataModule(L.LightningDataModule):
             batch_size: micro-batch per device.
             corpus_weights: sampling weight per corpus entry for training (default: by size).
             text_field: the text field of .jsonl/.parquet/HF records.
-            val_fraction: share of documents held out for validation (the tail of a single document).
+            val_fraction: share held out for validation (documents, or the tail by position: --data.split_by).
             test_fraction: share held out for `lit-llm test`.
             split_seed: seed of the document split.
             clean: cleaning steps and length filters.
@@ -59,6 +61,9 @@ class TextDataModule(L.LightningDataModule):
             seed: seed of the training sample order.
             cache_dir: where prepared data is cached (default $LIT_LLM_CACHE or ~/.cache/lit_llm).
             prompts: for `predict`, a text file with one prompt per line (\\n inside a line is a newline).
+            split_by: document (hold out whole documents, chosen by a seeded hash) or position (the corpus
+                in order, cut at line boundaries: the last val_fraction is validation); one document always
+                splits by position.
         """
         super().__init__()
         for name in ("block_size", "batch_size", "vocab_size", "shard_tokens"):
@@ -67,7 +72,7 @@ class TextDataModule(L.LightningDataModule):
         # no save_hyperparameters(): the CLI logs the whole config, and Lightning would refuse to merge
         # data.vocab_size (the BPE target) with model.vocab_size (the tokenizer's actual size)
         self.prepare_config = PrepareConfig(corpus, tokenizer, vocab_size, val_fraction, test_fraction, split_seed,
-                                            text_field, clean, dedup, shard_tokens)
+                                            text_field, clean, dedup, shard_tokens, split_by)
         if corpus_weights is not None and (len(corpus_weights) != len(self.prepare_config.corpus)
                                            or min(corpus_weights) < 0 or sum(corpus_weights) <= 0):
             raise LitLLMError("--data.corpus_weights needs one non-negative weight per corpus, not all zero")
