@@ -132,7 +132,7 @@ def iter_jsonl(path: Path, field: str, counts: Counter) -> Iterator[Document]:
             try:
                 record = json.loads(decode(line, str(path), counts))
             except json.JSONDecodeError as err:
-                raise LitLLMError(f"{path}:{i} is not valid JSON ({err.msg})") from None
+                raise LitLLMError(f"{path}:{i} is not valid JSON ({err.msg} column {err.colno})") from None
             yield Document(f"{path}:{i}", _field(record, field, f"{path}:{i}"))
 
 

@@ -35,6 +35,7 @@ from lit_llm.data.report import print_summary, warn
 from lit_llm.data.split import SPLITS, assign_splits, position_cuts, share_warnings, split_by_position
 from lit_llm.data.tokenizer import build_tokenizer, eos_id, tokenizer_spec_key
 from lit_llm.errors import LitLLMError
+from lit_llm.umask import follow_umask
 
 FORMAT_VERSION = 2
 ENCODE_CHUNK_CHARS = 4_000_000  # characters encoded per encode_batch call
@@ -279,6 +280,7 @@ def prepare(cfg: PrepareConfig, cache_dir: Path, out: Path | None = None, log=pr
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
         try:
             meta = _build(cfg, cache_dir, tmp, key, log)
+            follow_umask(tmp)  # mkdtemp's folder is private (0700)
             tmp.rename(out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
