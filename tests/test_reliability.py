@@ -164,6 +164,9 @@ def workspace(reference):
     (base / "truncated.ckpt").write_bytes((whole / "checkpoints/last.ckpt").read_bytes()[:50_000])
     (base / "a-file").write_text("not a directory")
     (base / "empty-values.yaml").write_text("method: grid\nparameters:\n  model.lr:\n    values: []\n")
+    (base / "bad.jsonl").write_text('{"text": "fine"}\n{"text": "a\tb"}\n')  # a raw tab inside a JSON string
+    (base / "bad-indent.yaml").write_text("model:\n  n_layer: 2\n   n_head: 4\n")
+    (base / "bad-sweep.yaml").write_text("method: grid\nparameters:\n  model.lr: {values: [1\n")
     return base
 
 
@@ -208,6 +211,19 @@ BAD_INPUTS = {  # case: (arguments with {base} for the workspace, what the messa
                                             "--max_new_tokens", "1000000000"], "is more than 100,000"),
     "samples: negative temperature": (["--samples.temperature=-1"], "--samples.temperature must be >= 0"),
     "sweep: a parameter without values": (["sweep", "{base}/empty-values.yaml", "--dry-run"], "has no values"),
+    # issue #14 item 10
+    "malformed JSON line": (["--data.corpus", "{base}/bad.jsonl"],
+                            "bad.jsonl:2 is not valid JSON (Invalid control character at column 12)"),
+    "config file with a YAML indentation error": (["--config", "{base}/bad-indent.yaml"],
+                                                  "bad-indent.yaml is not valid YAML: mapping values are not "
+                                                  "allowed here at line 3, column 10"),
+    "sweep: invalid YAML": (["sweep", "{base}/bad-sweep.yaml", "--dry-run"], "is not valid YAML: expected ',' or ']', but got '<stream end>' at line 4"),
+    "split fractions summing past 1": (["--data.val_fraction", "0.6", "--data.test_fraction", "0.5"],
+                                       "must be in [0, 1) and sum below 1"),
+    "wrong type: split_by": (["--data.split_by", "random"], "data.split_by"),
+    "memory headroom out of range": (["--memory.headroom", "0"], "--memory.headroom must be in (0, 1]"),
+    # issue #14 item 2: refused at setup, before any step, with a batch size that fits
+    "batch too large for memory": (["--data.batch_size", "10000000"], "the largest --data.batch_size that fits is"),
 }
 
 
@@ -233,6 +249,9 @@ def test_bad_input_gives_one_line_error_and_changes_nothing(case, workspace, cap
     after = snapshot(base)
     changed = [p for p, digest in before.items() if after.get(p) != digest]
     assert not changed, changed
+    # and nothing new outside the data cache: no empty version_N, no config.yaml of a run that never ran
+    assert not [p for p in set(after) - set(before) if not p.startswith(str(base / "cache"))]
+    assert all(p.is_file() or any(p.iterdir()) for p in (base / "whole").rglob("*")), "an empty folder was left"
 
 
 @pytest.mark.slow
