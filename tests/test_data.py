@@ -200,8 +200,12 @@ def test_prepare_summary_counts_every_cleaning_change_by_kind(tmp_path, capsys):
     corpus.write_bytes(RAW.encode("utf-8"))
     from lit_llm.cli.prepare import main as prepare_main
 
-    prepare_main(["--data.corpus", str(corpus), "--data.tokenizer", "char", "--data.cache_dir", str(tmp_path / "c")])
+    prepared = tmp_path / "my data"  # a space: the printed option must still paste into a shell
+    prepare_main(["--data.corpus", str(corpus), "--data.tokenizer", "char", "--out", str(prepared)])
     out = capsys.readouterr().out
+    import shlex
+
+    assert shlex.split(out.strip().splitlines()[-1].removeprefix("use it with: ")) == ["--data.corpus", str(prepared)]
     line = next(x for x in out.splitlines() if x.strip().startswith("cleaning:"))
     n = 40  # the repeats of RAW's body, counted independently of the cleaning code
     assert f"C1 control characters (U+0080-U+009F) removed {RAW.count(chr(0x85)) + RAW.count(chr(0x9c)):,}" in line
