@@ -46,6 +46,13 @@ class LitLLMCLI(BaseCLI):
         if max_steps == 0 or max_steps < -1 or endless:
             raise LitLLMError(f"--trainer.max_steps must be positive, got {max_steps} (the training data is "
                               "an endless stream: -1 only with --trainer.max_time and --model.lr_decay_steps)")
+        for name in ("val_check_interval", "accumulate_grad_batches", "log_every_n_steps"):
+            value = trainer_config.get(name)
+            if isinstance(value, (int, float)) and value <= 0:
+                raise LitLLMError(f"--trainer.{name} must be positive, got {value}")
+        tokens_per_step = self.value(self.config, "tokens_per_step")
+        if tokens_per_step is not None and tokens_per_step <= 0:
+            raise LitLLMError(f"--tokens_per_step must be positive, got {tokens_per_step}")
 
     def check_resume(self, resume: dict) -> None:
         model, data = self.value(self.config_init, "model"), self.value(self.config_init, "data")

@@ -69,6 +69,11 @@ class TextDataModule(L.LightningDataModule):
         for name in ("block_size", "batch_size", "vocab_size", "shard_tokens"):
             if locals()[name] <= 0:
                 raise LitLLMError(f"--data.{name} must be positive, got {locals()[name]}")
+        if eval_batch_size is not None and eval_batch_size <= 0 or num_workers < 0:
+            raise LitLLMError(f"--data.eval_batch_size must be positive and --data.num_workers >= 0, got "
+                              f"{eval_batch_size} and {num_workers}")
+        if clean.min_chars < 0 or clean.max_chars < 0:
+            raise LitLLMError("--data.clean.min_chars and --data.clean.max_chars must be >= 0 (max_chars 0: no limit)")
         # no save_hyperparameters(): the CLI logs the whole config, and Lightning would refuse to merge
         # data.vocab_size (the BPE target) with model.vocab_size (the tokenizer's actual size)
         self.prepare_config = PrepareConfig(corpus, tokenizer, vocab_size, val_fraction, test_fraction, split_seed,

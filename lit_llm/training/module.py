@@ -25,7 +25,7 @@ from lit_llm.model.gpt import ARCH_FIELDS, GPT, GPTConfig
 from lit_llm.training.finetune import load_init_weights
 from lit_llm.training.lightning_internals import is_accumulating, should_log, trainer_or_none
 from lit_llm.training.objectives import CausalLM, MaskedLM, token_nll
-from lit_llm.training.optim import NonFiniteGuard, adamw_with_schedule, clip_and_measure
+from lit_llm.training.optim import NonFiniteGuard, adamw_with_schedule, check_optimizer_settings, clip_and_measure
 
 
 class TokenNLL(Metric):
@@ -140,6 +140,7 @@ class LanguageModel(L.LightningModule):
         for name in ("lr", "n_layer", "n_head", "n_embd"):
             if locals()[name] <= 0:
                 raise LitLLMError(f"--model.{name} must be positive, got {locals()[name]}")
+        check_optimizer_settings(warmup_steps, weight_decay, beta1, beta2, eps)
         self.system = SystemOptions(**system) if isinstance(system, dict) else system or SystemOptions()
         self.save_hyperparameters(ignore=["system"], logger=False)  # the CLI logs the full config, flat
         self.hparams["system"] = asdict(self.system)  # plain types: checkpoints load with weights_only
