@@ -370,3 +370,36 @@ def test_ddp_resume_is_exact(reference, tmp_path):
     assert steps == list(range(12))
     whole = [r["train/loss"] for r in csv_rows(tmp_path / "whole") if r["train/loss"]]
     assert [r["train/loss"] for r in csv_rows(tmp_path / "parts") if r["train/loss"]] == whole
+
+
+def test_a_failed_fit_removes_only_the_folders_it_created(tmp_path):
+    from lit_llm.training.loggers import claim_version
+    from lit_llm.training.rundirs import end_run, start_run
+
+    root = tmp_path / "runs"
+    earlier = root / "wandb/offline-run-1-earlier"
+    earlier.mkdir(parents=True)
+    (root / "lightning_logs/version_0").mkdir(parents=True)
+    (root / "lightning_logs/version_0/metrics.csv").write_text("step\n1\n")
+    before = sorted(str(p) for p in root.rglob("*"))
+
+    start_run(str(root))  # a fit that claims a version, starts W&B and fails at setup
+    version = claim_version(str(root))
+    (root / f"lightning_logs/version_{version}/config.yaml").write_text("x: 1\n")
+    (root / "wandb/offline-run-2-failed/files").mkdir(parents=True)
+    (root / "checkpoints").mkdir()
+    end_run(failed=True)
+    assert sorted(str(p) for p in root.rglob("*")) == before
+
+    start_run(str(root))  # one that saved a checkpoint before failing keeps everything
+    version = claim_version(str(root))
+    (root / "checkpoints").mkdir()
+    (root / "checkpoints/last.ckpt").write_bytes(b"x")
+    end_run(failed=True)
+    assert (root / f"lightning_logs/version_{version}").is_dir()
+
+    fresh = tmp_path / "new/deeper/runs"  # folders above the root that the run created go too
+    start_run(str(fresh))
+    claim_version(str(fresh))
+    end_run(failed=True)
+    assert not (tmp_path / "new").exists()

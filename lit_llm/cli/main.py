@@ -18,7 +18,7 @@ from lit_llm.errors import LitLLMError, yaml_problem
 from lit_llm.training.callbacks.memory import oom_message
 from lit_llm.training.checkpointing import STOPPED_BY
 from lit_llm.training.loggers import VERSION_ENV, finish_wandb
-from lit_llm.training.rundirs import remove_failed_run
+from lit_llm.training.rundirs import end_run
 
 LIGHTNING_COMMANDS = {
     "fit": "train a model (default: the embedded corpus, a small GPT, CPU-friendly)",
@@ -123,8 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         close_process_group(barrier=False)
         finish_wandb()
-        if code != 0:
-            remove_failed_run()
+        end_run(failed=code != 0)
         os.environ.pop(VERSION_ENV, None)  # the log version this run claimed, passed to the ranks it launched
 
 

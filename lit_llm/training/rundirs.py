@@ -43,9 +43,11 @@ def trained(version_dir: Path, checkpoints: Path, started: float) -> bool:
         return False
 
 
-def remove_failed_run() -> None:
-    """After a failed fit: remove what the run created if it never logged a training step."""
-    if "root" not in RUN:
+def end_run(failed: bool) -> None:
+    """After a command: if it was a fit that failed before it logged a training step or saved a checkpoint,
+    remove what it created; either way, forget the run."""
+    if not failed or "root" not in RUN:
+        RUN.clear()
         return
     root, existed, parents, version_dir = RUN["root"], RUN["existed"], RUN["parents"], RUN.get("version_dir")
     checkpoints, started = RUN["checkpoints"], RUN["started"]

@@ -17,7 +17,8 @@ LAST_FIT: dict = {}  # this process's last fit: "estimate" (MemoryEstimate), "tr
 
 def fitting_batch(batch: int, fits: int) -> int:
     """The largest divisor of batch up to fits: that micro-batch, accumulated, keeps the tokens per step."""
-    return max(d for d in range(1, fits + 1) if batch % d == 0)
+    small = [d for d in range(1, math.isqrt(batch) + 1) if batch % d == 0]
+    return max(d for d in small + [batch // d for d in small] if d <= fits)
 
 
 class MemoryCheck(Callback):
