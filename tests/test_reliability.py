@@ -212,6 +212,7 @@ BAD_INPUTS = {  # case: (arguments with {base} for the workspace, what the messa
     "samples: negative temperature": (["--samples.temperature=-1"], "--samples.temperature must be >= 0"),
     "sweep: a parameter without values": (["sweep", "{base}/empty-values.yaml", "--dry-run"], "has no values"),
     # issue #14 item 10
+    "a directory as --ckpt_path (fit)": (["--ckpt_path", "{base}/whole/checkpoints"], "is a directory; give a checkpoint file"),
     "malformed JSON line": (["--data.corpus", "{base}/bad.jsonl"],
                             "bad.jsonl:2 is not valid JSON (Invalid control character at column 12)"),
     "config file with a YAML indentation error": (["--config", "{base}/bad-indent.yaml"],
