@@ -3,6 +3,8 @@
 - NonFiniteGradients: a callback (`--trainer.callbacks+=faults.NonFiniteGradients
   --trainer.callbacks.steps=5`) that poisons one gradient with NaN at the given optimizer steps ("5",
   "5,9", or "5+" for every step from 5), so the non-finite guard sees them.
+- OutOfMemoryAt: a callback (`--trainer.callbacks+=faults.OutOfMemoryAt --trainer.callbacks.step=3`) that
+  raises torch.OutOfMemoryError, as CUDA's allocator does, at the start of the given step.
 - Run as a script, `python tests/faults.py --save-delay SECONDS -- fit ...` runs `lit-llm fit ...` with
   every checkpoint write paused halfway (half the bytes on disk), so a test can kill a save midway.
 """
@@ -23,6 +25,17 @@ class NonFiniteGradients(Callback):
         if trainer.global_step in self.steps:
             grad = next(p.grad for p in pl_module.parameters() if p.grad is not None)
             grad.fill_(float("nan"))
+
+
+class OutOfMemoryAt(Callback):
+    def __init__(self, step: int = 3) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            import torch
+
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
 
 def slow_checkpoint_writes(seconds: float) -> None:

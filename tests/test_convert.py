@@ -248,3 +248,29 @@ def test_export_safetensors_round_trip(tmp_path, tok, capsys):
     ids = random_ids(cfg.vocab_size, n=16)
     with torch.no_grad():
         assert torch.equal(model(ids), ours(ids))
+
+
+def test_exports_and_prepared_folders_follow_the_umask(tmp_path, tok):
+    """Under umask 022 what lit_llm leaves on disk is 0755 (folders) and 0644 (files), not tempfile's
+    private 0700/0600."""
+    import os
+    import stat
+    import subprocess
+    import sys
+
+    our_checkpoint(tmp_path / "a.ckpt", GPTConfig(vocab_size=tok.get_vocab_size(), block_size=16, n_layer=1,
+                                                  n_head=2, n_embd=16), tok)
+    (tmp_path / "corpus.txt").write_text(TEXT * 20)
+    child = ("import os, sys; os.umask(0o022); from lit_llm.cli.main import main; "
+             "sys.exit(max(main(a) for a in [sys.argv[1:5], sys.argv[5:9], sys.argv[9:]]))")
+    args = ["convert", "export-safetensors", "a.ckpt", "--out=a.safetensors", "convert", "export-hf", "a.ckpt",
+            "--out=hf", "prepare", "--data.corpus", "corpus.txt", "--data.tokenizer", "char", "--out", "prepared"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LIT_LLM_CACHE": str(tmp_path / "cache")}
+    out = subprocess.run([sys.executable, "-c", child, *args], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    made = [tmp_path / "a.safetensors", tmp_path / "hf", tmp_path / "prepared"]
+    paths = [p for m in made for p in [m, *(m.rglob("*") if m.is_dir() else [])]]
+    assert len(paths) > 6
+    modes = {str(p.relative_to(tmp_path)): stat.S_IMODE(p.stat().st_mode) for p in paths}
+    assert modes == {k: 0o755 if (tmp_path / k).is_dir() else 0o644 for k in modes}

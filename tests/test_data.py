@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 
+from lit_llm.data.clean import CleanConfig
 from lit_llm.data.datamodule import TextDataModule
 from lit_llm.data.samplers import RandomWindows, SequentialWindows, sample_offsets
 from lit_llm.data.prepare import PrepareConfig, PreparedData, prepare
@@ -18,8 +19,11 @@ def decode_split(prepared: PreparedData, split: str) -> str:
 def test_prepare_round_trip_single_document(tiny_text, tmp_path, tokenizer):
     text = tiny_text.read_text()
     prepared = prepare(PrepareConfig(str(tiny_text), tokenizer, vocab_size=300), tmp_path / "cache")
-    cut = int(len(text) * 0.9)  # a single document splits contiguously: the last 10% is validation
-    assert decode_split(prepared, "train") == text[:cut] + EOS
+    # a single document splits contiguously, the last 10% is validation, cut at the nearest line boundary
+    # between two non-space characters; one EOS at the document's end, none at the seam
+    cut = min((i + 1 for i, c in enumerate(text[:-1]) if c == "\n" and not text[i - 1].isspace()
+               and not text[i + 1].isspace()), key=lambda c: abs(c - int(len(text) * 0.9)))
+    assert decode_split(prepared, "train") == text[:cut]
     assert decode_split(prepared, "val") == text[cut:] + EOS
     meta = json.loads((prepared.path / "meta.json").read_text())
     assert meta["dtype"] == "uint16" and meta["vocab_size"] == prepared.tokenizer().get_vocab_size()
@@ -166,3 +170,75 @@ def test_python_stdlib_corpus_excludes_tests():
     assert {"os.py", "json/__init__.py".split("/")[1]} <= names
     assert not any(f.name.startswith("test_") or "test" in f.parent.parts[-1:] for f in files)
     assert not any("site-packages" in f.parts for f in files)
+
+
+# --- issue #14 items 8 and 9: exact GPT-2 ids, cleaning and skipped-file reports, split shares -------------
+RAW = ("Caf\u0065\u0301 costs 5\u20ac\u0085 today.  \r\nSecond line\x9c here\r\n\n\n\n\n\nThird:\tmore "
+       "text\nand words enough to split " * 40 + "the end\n")
+GPT2_EXACT = {"clean": CleanConfig(nfc=False, strip_control=False, normalize_whitespace=False)}
+
+
+def test_gpt2_ids_are_byte_exact_with_cleaning_off(gpt2_files, tmp_path, monkeypatch):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    monkeypatch.setenv("LIT_LLM_GPT2_DIR", str(gpt2_files))
+    corpus = tmp_path / "raw.txt"
+    corpus.write_bytes(RAW.encode("utf-8"))
+    reference = Tokenizer(models.BPE.from_file(str(gpt2_files / "vocab.json"), str(gpt2_files / "merges.txt")))
+    reference.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    expected = reference.encode(corpus.read_bytes().decode("utf-8")).ids
+    dm = TextDataModule(str(corpus), "gpt2", cache_dir=str(tmp_path / "c"), **GPT2_EXACT)
+    prepared = dm.prepare_once()
+    train, val = prepared.tokens("train").tolist(), prepared.tokens("val").tolist()
+    assert val[-1] == prepared.meta["eos_id"] == 50256 and prepared.meta["eos_id"] not in train  # none at the seam
+    assert train + val[:-1] == expected
+    assert not any(prepared.meta["cleaning"].get(k) for k in ("control_chars_removed", "whitespace_chars_removed"))
+
+
+def test_prepare_summary_counts_every_cleaning_change_by_kind(tmp_path, capsys):
+    corpus = tmp_path / "raw.txt"
+    corpus.write_bytes(RAW.encode("utf-8"))
+    from lit_llm.cli.prepare import main as prepare_main
+
+    prepared = tmp_path / "my data"  # a space: the printed option must still paste into a shell
+    prepare_main(["--data.corpus", str(corpus), "--data.tokenizer", "char", "--out", str(prepared)])
+    out = capsys.readouterr().out
+    import shlex
+
+    assert shlex.split(out.strip().splitlines()[-1].removeprefix("use it with: ")) == ["--data.corpus", str(prepared)]
+    line = next(x for x in out.splitlines() if x.strip().startswith("cleaning:"))
+    n = 40  # the repeats of RAW's body, counted independently of the cleaning code
+    assert f"C1 control characters (U+0080-U+009F) removed {RAW.count(chr(0x85)) + RAW.count(chr(0x9c)):,}" in line
+    assert f"CRLF -> LF {RAW.count(chr(13) + chr(10)):,}" in line and "documents NFC-normalised 1" in line
+    # per repeat: two spaces before CRLF; a run of 6 newlines (CRLF + 5 LF) folded to 3
+    assert f"trailing spaces/tabs removed {2 * n}" in line and f"newlines of 4+ blank lines folded {3 * n}" in line
+    assert "NUL" not in line  # kinds that did not occur are not listed
+
+
+def test_directory_reports_skipped_files_and_warns_on_split_shares(tmp_path, capsys):
+    corpus = tmp_path / "docs"
+    corpus.mkdir()
+    (corpus / "big.txt").write_text("a large document line\n" * 3000)
+    for i in range(9):
+        (corpus / f"small{i}.txt").write_text(f"small document {i}\n" * 5)
+    (corpus / "binary.txt").write_bytes(b"\x00\x01" * 100)
+    (corpus / "empty.md").write_text("")
+    (corpus / "image.png").write_bytes(b"\x89PNG")
+    (corpus / "notes.jsonx").write_text("x")
+    prepared = prepare(PrepareConfig(str(corpus), "char", val_fraction=0.1), tmp_path / "c", log=print)
+    assert prepared.meta["skipped_files"] == {"binary": 1, "empty": 1, "other_type": 2}
+    captured = capsys.readouterr()
+    assert "skipped files: binary (NUL bytes) 1, empty 1, other file types" in captured.out
+    splits = prepared.meta["splits"]
+    share = splits["val"]["tokens"] / sum(s["tokens"] for s in splits.values())
+    assert not 0.05 <= share <= 0.2  # one document of ten holds most of the tokens: the shares miss
+    warning = f"lit-llm: warning: the val split holds {share:.1%} of the tokens, asked 10.0%"
+    assert warning in captured.err and "--data.split_by position" in captured.err
+    by_position = prepare(PrepareConfig(str(corpus), "char", val_fraction=0.1, split_by="position"),
+                          tmp_path / "c", log=print)
+    splits = by_position.meta["splits"]
+    share = splits["val"]["tokens"] / sum(s["tokens"] for s in splits.values())
+    assert share == pytest.approx(0.1, abs=0.01) and not by_position.meta["warnings"]
+    assert "warning" not in capsys.readouterr().err
+    text = decode_split(by_position, "train") + decode_split(by_position, "val")
+    assert text.count(EOS) == 10  # every document once, one EOS each: none where a document was cut

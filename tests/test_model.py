@@ -207,3 +207,26 @@ def test_vocabulary_padding_changes_no_logit_and_no_generated_token():
     other.load_state_dict(plain.state_dict())  # 65 rows into 128
     assert torch.equal(other(idx), plain(idx))
     plain.load_state_dict(padded.state_dict())  # and back
+
+
+def test_generate_reports_each_new_token_and_progress_shows_only_on_a_terminal():
+    import io
+
+    from lit_llm.cli.generate import PROGRESS_TOKENS, token_progress
+
+    model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8)).eval()
+    seen = []
+    model.generate(torch.zeros(1, 3, dtype=torch.long), 12, on_token=seen.append)
+    assert seen == list(range(1, 13))  # one call per token, past the full context (window slides at 8)
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    with token_progress(PROGRESS_TOKENS - 1, Terminal()) as short, token_progress(10_000, io.StringIO()) as piped:
+        assert short is None and piped is None  # short outputs and pipes: no bar
+    screen = Terminal()
+    with token_progress(PROGRESS_TOKENS, screen) as on_token:
+        for n in range(1, PROGRESS_TOKENS + 1):
+            on_token(n)
+    assert "generating" in screen.getvalue() and f"{PROGRESS_TOKENS}/{PROGRESS_TOKENS}" in screen.getvalue()

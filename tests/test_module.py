@@ -32,10 +32,10 @@ def independent_nll(model: LanguageModel, tokens: np.ndarray, T: int) -> tuple[f
 
 def test_val_ppl_is_exact_token_weighted_over_whole_split(tiny_text, tmp_path):
     T = 16
-    dm = TextDataModule(str(tiny_text), "char", block_size=T, batch_size=4, eval_batch_size=7)
+    dm = TextDataModule(str(tiny_text), "char", block_size=T, batch_size=4, eval_batch_size=8)
     val = dm.prepare_once().tokens("val")
     n_windows = math.ceil((len(val) - 1) / T)
-    assert n_windows % 7 and (len(val) - 1) % T  # the last batch is short, and so is the last window
+    assert n_windows % 8 and (len(val) - 1) % T  # the last batch is short, and so is the last window
     model = tiny_model(dm.prepare_once().vocab_size, T)
     with torch.no_grad():  # a peaked, non-uniform model, so batches differ in loss
         model.model.wte.weight.mul_(40)

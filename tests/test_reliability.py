@@ -164,6 +164,9 @@ def workspace(reference):
     (base / "truncated.ckpt").write_bytes((whole / "checkpoints/last.ckpt").read_bytes()[:50_000])
     (base / "a-file").write_text("not a directory")
     (base / "empty-values.yaml").write_text("method: grid\nparameters:\n  model.lr:\n    values: []\n")
+    (base / "bad.jsonl").write_text('{"text": "fine"}\n{"text": "a\tb"}\n')  # a raw tab inside a JSON string
+    (base / "bad-indent.yaml").write_text("model:\n  n_layer: 2\n   n_head: 4\n")
+    (base / "bad-sweep.yaml").write_text("method: grid\nparameters:\n  model.lr: {values: [1\n")
     return base
 
 
@@ -208,6 +211,33 @@ BAD_INPUTS = {  # case: (arguments with {base} for the workspace, what the messa
                                             "--max_new_tokens", "1000000000"], "is more than 100,000"),
     "samples: negative temperature": (["--samples.temperature=-1"], "--samples.temperature must be >= 0"),
     "sweep: a parameter without values": (["sweep", "{base}/empty-values.yaml", "--dry-run"], "has no values"),
+    # issue #14 item 10
+    "a directory as --ckpt_path (fit)": (["--ckpt_path", "{base}/whole/checkpoints"], "is a directory; give a checkpoint file"),
+    "malformed JSON line": (["--data.corpus", "{base}/bad.jsonl"],
+                            "bad.jsonl:2 is not valid JSON (Invalid control character at column 12)"),
+    "config file with a YAML indentation error": (["--config", "{base}/bad-indent.yaml"],
+                                                  "bad-indent.yaml is not valid YAML: mapping values are not "
+                                                  "allowed here at line 3, column 10"),
+    "sweep: invalid YAML": (["sweep", "{base}/bad-sweep.yaml", "--dry-run"], "is not valid YAML: expected ',' or ']', but got '<stream end>' at line 4"),
+    "split fractions summing past 1": (["--data.val_fraction", "0.6", "--data.test_fraction", "0.5"],
+                                       "must be in [0, 1) and sum below 1"),
+    "wrong type: split_by": (["--data.split_by", "random"], "data.split_by"),
+    "memory headroom out of range": (["--memory.headroom", "0"], "--memory.headroom must be in (0, 1]"),
+    "zero val_check_interval": (["--trainer.val_check_interval", "0"], "--trainer.val_check_interval must be positive"),
+    "zero accumulate_grad_batches": (["--trainer.accumulate_grad_batches", "0"],
+                                     "--trainer.accumulate_grad_batches must be positive"),
+    "zero log_every_n_steps": (["--trainer.log_every_n_steps", "0"], "--trainer.log_every_n_steps must be positive"),
+    "zero tokens_per_step": (["--tokens_per_step", "0"], "--tokens_per_step must be positive"),
+    "negative eval batch size": (["--data.eval_batch_size=-1"], "--data.eval_batch_size must be positive"),
+    "negative num_workers": (["--data.num_workers=-1"], "--data.num_workers >= 0, got None and -1"),
+    "negative min_chars": (["--data.clean.min_chars=-5"], "--data.clean.min_chars and --data.clean.max_chars must be >= 0"),
+    "dropout above 1": (["--model.dropout", "2"], "dropout must be in [0, 1), got 2.0"),
+    "negative warmup": (["--model.warmup_steps=-1"], "--model.warmup_steps and --model.weight_decay must be >= 0"),
+    "negative weight decay": (["--model.weight_decay=-1"], "must be >= 0, got 100 and -1.0"),
+    "beta1 above 1": (["--model.beta1", "1.5"], "--model.beta1 and --model.beta2 must be in [0, 1)"),
+    "negative eps": (["--model.eps=-1"], "--model.eps must be positive, got -1.0"),
+    # issue #14 item 2: refused at setup, before any step, with a batch size that fits
+    "batch too large for memory": (["--data.batch_size", "10000000"], "the largest --data.batch_size that fits is"),
 }
 
 
@@ -233,6 +263,9 @@ def test_bad_input_gives_one_line_error_and_changes_nothing(case, workspace, cap
     after = snapshot(base)
     changed = [p for p, digest in before.items() if after.get(p) != digest]
     assert not changed, changed
+    # and nothing new outside the data cache: no empty version_N, no config.yaml of a run that never ran
+    assert not [p for p in set(after) - set(before) if not p.startswith(str(base / "cache"))]
+    assert all(p.is_file() or any(p.iterdir()) for p in (base / "whole").rglob("*")), "an empty folder was left"
 
 
 @pytest.mark.slow
@@ -338,3 +371,36 @@ def test_ddp_resume_is_exact(reference, tmp_path):
     assert steps == list(range(12))
     whole = [r["train/loss"] for r in csv_rows(tmp_path / "whole") if r["train/loss"]]
     assert [r["train/loss"] for r in csv_rows(tmp_path / "parts") if r["train/loss"]] == whole
+
+
+def test_a_failed_fit_removes_only_the_folders_it_created(tmp_path):
+    from lit_llm.training.loggers import claim_version
+    from lit_llm.training.rundirs import end_run, start_run
+
+    root = tmp_path / "runs"
+    earlier = root / "wandb/offline-run-1-earlier"
+    earlier.mkdir(parents=True)
+    (root / "lightning_logs/version_0").mkdir(parents=True)
+    (root / "lightning_logs/version_0/metrics.csv").write_text("step\n1\n")
+    before = sorted(str(p) for p in root.rglob("*"))
+
+    start_run(str(root))  # a fit that claims a version, starts W&B and fails at setup
+    version = claim_version(str(root))
+    (root / f"lightning_logs/version_{version}/config.yaml").write_text("x: 1\n")
+    (root / "wandb/offline-run-2-failed/files").mkdir(parents=True)
+    (root / "checkpoints").mkdir()
+    end_run(failed=True)
+    assert sorted(str(p) for p in root.rglob("*")) == before
+
+    start_run(str(root))  # one that saved a checkpoint before failing keeps everything
+    version = claim_version(str(root))
+    (root / "checkpoints").mkdir()
+    (root / "checkpoints/last.ckpt").write_bytes(b"x")
+    end_run(failed=True)
+    assert (root / f"lightning_logs/version_{version}").is_dir()
+
+    fresh = tmp_path / "new/deeper/runs"  # folders above the root that the run created go too
+    start_run(str(fresh))
+    claim_version(str(fresh))
+    end_run(failed=True)
+    assert not (tmp_path / "new").exists()

@@ -151,3 +151,32 @@ def test_two_model_sizes_warn_that_the_term_is_not_identified(tmp_path, capsys):
     path.write_text("N,D,loss\n" + "".join(f"{n},{d},{l}\n" for n, d, l in rows))
     assert main(["scaling", "fit", str(path), "--out", str(tmp_path / "fit"), "--bootstrap", "2"]) == 0
     assert "only 2 distinct model sizes (N)" in capsys.readouterr().err
+
+
+def test_isoflop_legend_stays_off_the_data_with_many_budgets(tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    from lit_llm.studies.scaling import plot_all
+
+    saved = {}
+    original = matplotlib.figure.Figure.savefig
+
+    def keep(fig, path, *args, **kwargs):
+        original(fig, path, *args, **kwargs)
+        saved[str(path)] = fig
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", keep)
+    Cs = np.logspace(16, 23, 30)  # 30 budgets: 31 legend entries
+    N = np.concatenate([np.logspace(np.log10(compute_optimal(TRUE, c)["N_opt"]) - 1,
+                                    np.log10(compute_optimal(TRUE, c)["N_opt"]) + 1, 5) for c in Cs])
+    C = np.repeat(Cs, 5)
+    pts = {"N": N, "D": C / (6 * N), "C": C, "loss": law(N, C / (6 * N))}
+    plot_all(pts, {"chinchilla": TRUE, "isoflop": fit_isoflop(pts)}, tmp_path)
+    fig = saved[str(tmp_path / "isoflop.png")]
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()  # the closed figure's canvas was detached
+    ax = fig.axes[0]
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert not legend.overlaps(ax.get_window_extent(renderer))  # outside the axes, so off every point
+    assert legend.x1 <= fig.bbox.x1 + 1 and legend.y0 >= fig.bbox.y0 - 1  # and inside the saved figure

@@ -134,10 +134,16 @@ def test_offline_sweep_runs_and_resumes_without_rerunning(tiny_text, tmp_path, c
 
 def test_dry_run_prints_agent_style_commands(tiny_text, tmp_path, capsys):
     sweep = write_sweep(tmp_path / "tiny-sweep.yaml", tiny_text)
-    assert main(["sweep", str(sweep), "--out", str(tmp_path / "o"), "--dry-run"]) == 0
+    out = tmp_path / "out dir"  # a space: the printed commands must still run as one argument each
+    assert main(["sweep", str(sweep), "--out", str(out), "--dry-run"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and all("--max_tokens=1000.0" in x and "--model.n_embd=" in x for x in lines)
-    assert not (tmp_path / "o" / "run-000").exists()
+    assert not (out / "run-000").exists()
+    import shlex
+
+    args = shlex.split(lines[0])  # as a shell splits the printed line
+    assert f"--trainer.default_root_dir={out / 'run-000'}" in args
+    assert any(a.startswith("--wandb.tags=[") and a.endswith("]") for a in args)  # the JSON list stays one word
 
 
 def test_bayes_without_engine_is_a_clear_error(tiny_text, tmp_path, monkeypatch, capsys):

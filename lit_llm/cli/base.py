@@ -29,6 +29,7 @@ from lit_llm.training.checkpointing import AtomicCheckpointIO, RunCheckpoint
 from lit_llm.training.lightning_internals import CLIHooks, check_version
 from lit_llm.training.loggers import WandbOptions, make_loggers, run_facts
 from lit_llm.training.resume import ResumeState, resume_facts
+from lit_llm.training.rundirs import start_run
 
 # noise from Lightning internals that a user cannot act on
 warnings.filterwarnings("ignore", message=".*treespec.*LeafSpec.*")
@@ -187,6 +188,8 @@ class BaseCLI(CLIHooks):
             # <root>/checkpoints whatever the logger, so `--ckpt_path last` always finds them
             checkpoint.dirpath = os.path.realpath(os.path.join(root, "checkpoints"))
         self.before_trainer(config)
+        if self.subcommand == "fit":
+            start_run(root, checkpoint.dirpath if checkpoint else None)  # a fit that fails before its first logged step leaves no folders behind
         ensure_writable(root)
         if self.subcommand == "fit":
             data = self.value(self.config_init, "data")

@@ -26,6 +26,7 @@ from lit_llm.data.tokenizer import build_tokenizer
 from lit_llm.errors import LitLLMError
 from lit_llm.model.build import build_model
 from lit_llm.model.gpt import ARCH_FIELDS, GPTConfig, resize_vocab_rows
+from lit_llm.umask import follow_umask
 from lit_llm.model.hf import is_hf_dir, need_safetensors, read_hf_tokenizer, write_hf_dir
 
 
@@ -68,6 +69,7 @@ def write_new(out: Path, write) -> None:
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
         write(tmp)
+        follow_umask(tmp)  # the writers' temporary files may be private (0600)
         refuse_existing(out)  # appeared meanwhile
         os.rename(tmp, out)
     finally:

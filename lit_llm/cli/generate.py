@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+from contextlib import contextmanager
 from typing import Literal
 
 from jsonargparse import ArgumentParser
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from lit_llm.checkpoints import load_model
 from lit_llm.errors import LitLLMError
@@ -13,6 +17,21 @@ from lit_llm.model.quantize import quantize_int8
 
 
 MAX_NEW_TOKENS = 100_000  # a bound that no sampling run of ours needs; past it, a typo is likelier
+PROGRESS_TOKENS = 500  # longer outputs show a progress bar on stderr (a terminal only)
+
+
+@contextmanager
+def token_progress(total: int, stream=None):
+    """A progress bar of new tokens on stderr when it is a terminal and the output is long; yields the
+    on_token callback (None: no bar)."""
+    stream = stream or sys.stderr
+    if total < PROGRESS_TOKENS or not stream.isatty():
+        yield None
+        return
+    with Progress(TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=Console(file=stream), transient=True) as bar:
+        task = bar.add_task("generate", total=total)
+        yield lambda n: bar.update(task, completed=n)
 
 
 def main(args: list[str]) -> None:
@@ -45,7 +64,8 @@ def main(args: list[str]) -> None:
             raise LitLLMError("--quantize int8 runs on the CPU: drop --device")
         model = quantize_int8(model)
     settings = SamplingSettings(cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p, cfg.seed)
-    texts = generate_text(model, tokenizer, cfg.prompt, settings, cfg.num_samples)
+    with token_progress(cfg.max_new_tokens) as on_token:
+        texts = generate_text(model, tokenizer, cfg.prompt, settings, cfg.num_samples, on_token)
     for i, text in enumerate(texts):
         if len(texts) > 1:
             print(f"--- sample {i + 1}")

@@ -7,6 +7,7 @@ import math
 from lit_llm.cli.base import TRAINER_DEFAULTS, BaseCLI, add_checkpoint_arguments
 from lit_llm.data.datamodule import TextDataModule
 from lit_llm.errors import LitLLMError
+from lit_llm.training.callbacks.memory import MemoryCheck
 from lit_llm.training.callbacks.samples import GeneratedSamples
 from lit_llm.training.callbacks.throughput import Throughput
 from lit_llm.training.finetune import apply_init_from
@@ -24,6 +25,7 @@ class LitLLMCLI(BaseCLI):
         super().add_arguments_to_parser(parser)
         add_checkpoint_arguments(parser, monitor="val/loss", mode="min")
         parser.add_lightning_class_args(Throughput, "throughput")
+        parser.add_lightning_class_args(MemoryCheck, "memory")
         parser.add_lightning_class_args(GeneratedSamples, "samples")
         parser.add_argument("--max_tokens", type=float | None, default=None,
                             help="training budget in tokens; sets trainer.max_steps from the global batch")
@@ -46,6 +48,13 @@ class LitLLMCLI(BaseCLI):
     def before_trainer(self, trainer_config: dict) -> None:
         if self.subcommand != "fit":
             return
+        for name in ("val_check_interval", "accumulate_grad_batches", "log_every_n_steps"):
+            value = trainer_config.get(name)
+            if isinstance(value, (int, float)) and value <= 0:
+                raise LitLLMError(f"--trainer.{name} must be positive, got {value}")
+        tokens_per_step = self.value(self.config, "tokens_per_step")
+        if tokens_per_step is not None and tokens_per_step <= 0:
+            raise LitLLMError(f"--tokens_per_step must be positive, got {tokens_per_step}")
         max_steps, epochs = trainer_config.get("max_steps", -1), trainer_config.get("max_epochs")
         if epochs not in (None, -1):
             self.epoch_fit_options(trainer_config, epochs, max_steps)

@@ -6,14 +6,19 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from pathlib import Path
 
+import torch
 import torch.distributed as dist
+import yaml
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from lit_llm.cli import classify, convert, generate, lm, prepare, report, scaling, sweep
-from lit_llm.errors import LitLLMError
+from lit_llm.errors import LitLLMError, yaml_problem
+from lit_llm.training.callbacks.memory import oom_message
 from lit_llm.training.checkpointing import STOPPED_BY
 from lit_llm.training.loggers import VERSION_ENV, finish_wandb
+from lit_llm.training.rundirs import end_run
 
 LIGHTNING_COMMANDS = {
     "fit": "train a model (default: the embedded corpus, a small GPT, CPU-friendly)",
@@ -49,10 +54,29 @@ def close_process_group(barrier: bool) -> None:
         dist.destroy_process_group()
 
 
+def check_config_files(args: list[str]) -> None:
+    """A --config file that is not valid YAML: one line naming the file and the place (jsonargparse's
+    message names neither)."""
+    for i, arg in enumerate(args):
+        if arg in ("-c", "--config") and i + 1 < len(args):
+            path = args[i + 1]
+        elif arg.startswith("--config="):
+            path = arg.split("=", 1)[1]
+        else:
+            continue
+        try:
+            yaml.safe_load(Path(path).read_text())
+        except yaml.YAMLError as err:
+            raise LitLLMError(f"config file {path} is not valid YAML: {yaml_problem(err)}") from None
+        except (OSError, UnicodeDecodeError):
+            continue  # a missing or unreadable file: the parser's own message says so
+
+
 def run(args: list[str], from_argv: bool) -> int:
     if not args or args[0] in ("-h", "--help"):
         print(usage())
         return 0 if args else 2
+    check_config_files(args)
     if args[0] in COMMANDS:
         return COMMANDS[args[0]][0].main(args[1:]) or 0
     lm.main(None if from_argv else args)
@@ -62,8 +86,10 @@ def run(args: list[str], from_argv: bool) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    code = None
     try:
-        return run(args, from_argv=argv is None)
+        code = run(args, from_argv=argv is None)
+        return code
     except LitLLMError as err:
         print(f"lit-llm: error: {err}", file=sys.stderr)
         return 2
@@ -75,6 +101,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except MisconfigurationException as err:  # e.g. configs/trainer/gpu.yaml on a machine without a GPU
         print(f"lit-llm: error: {err} (Lightning; check --trainer.accelerator/devices/strategy)", file=sys.stderr)
+        return 2
+    except torch.OutOfMemoryError as err:
+        print(f"lit-llm: error: {oom_message(err)}", file=sys.stderr)
+        return 2
+    except RuntimeError as err:
+        if "can't allocate memory" not in str(err):  # the CPU allocator's out-of-memory error
+            raise
+        print(f"lit-llm: error: {oom_message(err)}", file=sys.stderr)
         return 2
     except SIGTERMException:  # RunCheckpoint saved last.ckpt at the end of the step
         interrupted = STOPPED_BY.get("signal") == signal.SIGINT
@@ -89,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         close_process_group(barrier=False)
         finish_wandb()
+        end_run(failed=code != 0)
         os.environ.pop(VERSION_ENV, None)  # the log version this run claimed, passed to the ranks it launched
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from lit_llm.data.datamodule import TextDataModule
-from lit_llm.data.prepare import prepare, print_summary
+from lit_llm.data.prepare import prepare
+from lit_llm.data.report import print_summary
 
 
 def main(args: list[str]) -> None:
@@ -20,4 +22,4 @@ def main(args: list[str]) -> None:
     dm: TextDataModule = cfg.data
     prepared = prepare(dm.prepare_config, dm.cache_dir, Path(cfg.out) if cfg.out else None, log=lambda *_: None)
     print_summary(prepared.path, prepared.meta, print)
-    print(f"use it with: --data.corpus {prepared.path}")
+    print(f"use it with: --data.corpus {shlex.quote(str(prepared.path))}")

@@ -78,8 +78,8 @@ def is_hf_dataset_dir(path: Path) -> bool:
                               or (path / "state.json").exists())
 
 
-def resolve_files(corpus: str, cache_dir: Path) -> list[Path]:
-    """Expand a file-based corpus spec into a sorted list of files."""
+def resolve_files(corpus: str, cache_dir: Path, counts: Counter | None = None) -> list[Path]:
+    """Expand a file-based corpus spec into a sorted list of files; counts the directory's other files."""
     if corpus == "python-stdlib":
         return python_stdlib_files()
     if corpus == "tinyshakespeare":
@@ -89,7 +89,10 @@ def resolve_files(corpus: str, cache_dir: Path) -> list[Path]:
         return [path]
     wanted = TEXT_SUFFIXES | RECORD_SUFFIXES
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in wanted)
+        every = [p for p in path.rglob("*") if p.is_file()]
+        files = sorted(p for p in every if p.suffix.lower() in wanted)
+        if counts is not None:
+            counts["skipped_files_other_type"] += len(every) - len(files)
         if not files:
             raise LitLLMError(f"directory {corpus} holds no text, .jsonl or .parquet files")
         return files
@@ -129,7 +132,7 @@ def iter_jsonl(path: Path, field: str, counts: Counter) -> Iterator[Document]:
             try:
                 record = json.loads(decode(line, str(path), counts))
             except json.JSONDecodeError as err:
-                raise LitLLMError(f"{path}:{i} is not valid JSON ({err.msg})") from None
+                raise LitLLMError(f"{path}:{i} is not valid JSON ({err.msg} column {err.colno})") from None
             yield Document(f"{path}:{i}", _field(record, field, f"{path}:{i}"))
 
 
@@ -174,14 +177,44 @@ def iter_source(corpus: str, text_field: str, cache_dir: Path, counts: Counter) 
     if corpus.startswith("hf:") or is_hf_dataset_dir(Path(corpus).expanduser()):
         yield from iter_hf_dataset(corpus, text_field)
         return
-    for path in resolve_files(corpus, cache_dir):
+    files = resolve_files(corpus, cache_dir, counts)
+    member = len(files) > 1 or Path(corpus).expanduser().is_dir()  # of a directory or glob: skip bad files
+    for path in files:
         suffix = path.suffix.lower()
         if suffix == ".jsonl":
             yield from iter_jsonl(path, text_field, counts)
         elif suffix == ".parquet":
             yield from iter_parquet(path, text_field)
-        else:
+        elif not member:
             yield Document(str(path), decode(path.read_bytes(), str(path), counts))
+        elif (text := read_member(path, counts)) is not None:
+            yield Document(str(path), text)
+
+
+def read_member(path: Path, counts: Counter) -> str | None:
+    """A text file of a directory or glob, or None when it is skipped (counted by reason)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        counts["skipped_files_unreadable"] += 1
+        return None
+    if not data:
+        counts["skipped_files_empty"] += 1
+        return None
+    if b"\x00" in data[:8192]:
+        counts["skipped_files_binary"] += 1
+        return None
+    return decode(data, str(path), counts)
+
+
+SKIP_REASONS = {"skipped_files_binary": "binary (NUL bytes)", "skipped_files_unreadable": "unreadable",
+                "skipped_files_empty": "empty", "skipped_files_other_type": "other file types (not text, .jsonl or .parquet)"}
+
+
+def describe_skipped(counts: dict) -> str | None:
+    """The files of directory corpora that were skipped, by reason (None when none were)."""
+    parts = [f"{label} {counts[k]:,}" for k, label in SKIP_REASONS.items() if counts.get(k)]
+    return ", ".join(parts) if parts else None
 
 
 def source_fingerprint(corpus: str, cache_dir: Path) -> str:

@@ -8,6 +8,7 @@ time) an endless stream of random windows."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import lightning as L
 import torch
@@ -41,6 +42,7 @@ class TextDataModule(L.LightningDataModule):
         seed: int = 1337,
         cache_dir: str | None = None,
         prompts: str | None = None,
+        split_by: Literal["document", "position"] = "document",
     ) -> None:
         """
         Args:
@@ -53,7 +55,7 @@ class TextDataModule(L.LightningDataModule):
             batch_size: micro-batch per device.
             corpus_weights: sampling weight per corpus entry for training (default: by size).
             text_field: the text field of .jsonl/.parquet/HF records.
-            val_fraction: share of documents held out for validation (the tail of a single document).
+            val_fraction: share held out for validation (documents, or the tail by position: --data.split_by).
             test_fraction: share held out for `lit-llm test`.
             split_seed: seed of the document split.
             clean: cleaning steps and length filters.
@@ -64,15 +66,23 @@ class TextDataModule(L.LightningDataModule):
             seed: seed of the training sample order.
             cache_dir: where prepared data is cached (default $LIT_LLM_CACHE or ~/.cache/lit_llm).
             prompts: for `predict`, a text file with one prompt per line (\\n inside a line is a newline).
+            split_by: document (hold out whole documents, chosen by a seeded hash) or position (the corpus
+                in order, cut at line boundaries: the last val_fraction is validation); one document always
+                splits by position.
         """
         super().__init__()
         for name in ("block_size", "batch_size", "vocab_size", "shard_tokens"):
             if locals()[name] <= 0:
                 raise LitLLMError(f"--data.{name} must be positive, got {locals()[name]}")
+        if eval_batch_size is not None and eval_batch_size <= 0 or num_workers < 0:
+            raise LitLLMError(f"--data.eval_batch_size must be positive and --data.num_workers >= 0, got "
+                              f"{eval_batch_size} and {num_workers}")
+        if clean.min_chars < 0 or clean.max_chars < 0:
+            raise LitLLMError("--data.clean.min_chars and --data.clean.max_chars must be >= 0 (max_chars 0: no limit)")
         # no save_hyperparameters(): the CLI logs the whole config, and Lightning would refuse to merge
         # data.vocab_size (the BPE target) with model.vocab_size (the tokenizer's actual size)
         self.prepare_config = PrepareConfig(corpus, tokenizer, vocab_size, val_fraction, test_fraction, split_seed,
-                                            text_field, clean, dedup, shard_tokens)
+                                            text_field, clean, dedup, shard_tokens, split_by)
         if corpus_weights is not None and (len(corpus_weights) != len(self.prepare_config.corpus)
                                            or min(corpus_weights) < 0 or sum(corpus_weights) <= 0):
             raise LitLLMError("--data.corpus_weights needs one non-negative weight per corpus, not all zero")

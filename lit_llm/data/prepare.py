@@ -21,6 +21,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from filelock import FileLock
@@ -30,11 +31,13 @@ from lit_llm.data.clean import CleanConfig, clean_text
 from lit_llm.data.corpus import iter_source, source_fingerprint
 from lit_llm.data.dedup import DedupConfig, Deduplicator
 from lit_llm.data.progress import Progress
+from lit_llm.data.report import print_summary, warn
+from lit_llm.data.split import SPLITS, assign_splits, position_cuts, share_warnings, split_by_position
 from lit_llm.data.tokenizer import build_tokenizer, eos_id, tokenizer_spec_key
 from lit_llm.errors import LitLLMError
+from lit_llm.umask import follow_umask
 
 FORMAT_VERSION = 2
-SPLITS = ("train", "val", "test")
 ENCODE_CHUNK_CHARS = 4_000_000  # characters encoded per encode_batch call
 BPE_SAMPLE_CHARS = 50_000_000  # BPE learns from at most this much training text
 HEADER = struct.Struct("<IH")  # spill record: byte length, source index
@@ -52,6 +55,7 @@ class PrepareConfig:
     clean: CleanConfig = field(default_factory=CleanConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
     shard_tokens: int = 2**28
+    split_by: Literal["document", "position"] = "document"
 
     def __post_init__(self) -> None:
         self.corpus = [self.corpus] if isinstance(self.corpus, str) else list(self.corpus)
@@ -107,7 +111,8 @@ def cache_key(cfg: PrepareConfig, cache_dir: Path) -> str:
         "sources": [source_fingerprint(c, cache_dir) for c in cfg.corpus],
         "tokenizer": tokenizer_spec_key(cfg.tokenizer),
         "vocab_size": cfg.vocab_size if cfg.tokenizer == "bpe" else None,
-        "split": [cfg.val_fraction, cfg.test_fraction, cfg.split_seed],
+        "split": [cfg.val_fraction, cfg.test_fraction, cfg.split_seed, cfg.split_by],
+        "layout": 2,  # 2: position splits cut at line boundaries, an EOS only at a document's end
         "text_field": cfg.text_field,
         "clean": asdict(cfg.clean),
         "dedup": asdict(cfg.dedup),
@@ -121,6 +126,7 @@ def cache_key(cfg: PrepareConfig, cache_dir: Path) -> str:
 class Scan:
     spill: Path
     split_keys: list[float]  # one per kept document, in order: a seeded hash in [0, 1)
+    total_chars: int  # of the kept documents
     chars: set[str]
     sources: list[dict]
     counts: Counter
@@ -131,6 +137,7 @@ def scan(cfg: PrepareConfig, cache_dir: Path, spill: Path, progress) -> Scan:
     counts: Counter = Counter()
     dedup = Deduplicator(cfg.dedup, counts)
     split_keys: list[float] = []
+    total_chars = 0
     chars: set[str] = set()
     sources = []
     seed = cfg.split_seed.to_bytes(8, "little", signed=True)
@@ -150,6 +157,7 @@ def scan(cfg: PrepareConfig, cache_dir: Path, spill: Path, progress) -> Scan:
                 out.write(data)
                 digest = hashlib.blake2b(data, digest_size=8, key=seed).digest()
                 split_keys.append(int.from_bytes(digest, "little") / 2**64)
+                total_chars += len(text)
                 if cfg.tokenizer == "char":
                     chars.update(text)
             sources.append({"corpus": corpus, "checksum": checksum.hexdigest(), "documents": n_docs,
@@ -158,7 +166,7 @@ def scan(cfg: PrepareConfig, cache_dir: Path, spill: Path, progress) -> Scan:
         raise LitLLMError(f"corpus {', '.join(cfg.corpus)} is empty after cleaning: no documents with text")
     counts["documents_in"] = sum(s["documents"] for s in sources)
     counts["documents_kept"] = len(split_keys)
-    return Scan(spill, split_keys, chars, sources, counts, dedup.examples)
+    return Scan(spill, split_keys, total_chars, chars, sources, counts, dedup.examples)
 
 
 def read_spill(path: Path):
@@ -169,47 +177,23 @@ def read_spill(path: Path):
             yield s, f.read(n).decode("utf-8")
 
 
-def assign_splits(keys: list[float], cfg: PrepareConfig) -> np.ndarray:
-    """0/1/2 = train/val/test per document: the lowest seeded hashes are test, the next val, so the
-    counts are exact, reproducible and independent of document order."""
-    if not 0 <= cfg.val_fraction < 1 or not 0 <= cfg.test_fraction < 1 or cfg.val_fraction + cfg.test_fraction >= 1:
-        raise LitLLMError("--data.val_fraction and --data.test_fraction must be in [0, 1) and sum below 1")
-    n = len(keys)
-    n_test = max(1, round(cfg.test_fraction * n)) if cfg.test_fraction else 0
-    n_val = max(1, round(cfg.val_fraction * n)) if cfg.val_fraction else 0
-    if n_test + n_val >= n:
-        raise LitLLMError(f"the corpus has {n} documents: too few to hold out val/test and still train")
-    order = np.argsort(np.asarray(keys), kind="stable")
-    splits = np.zeros(n, dtype=np.uint8)
-    splits[order[:n_test]] = 2
-    splits[order[n_test : n_test + n_val]] = 1
-    return splits
-
-
-def contiguous_parts(text: str, cfg: PrepareConfig) -> dict[str, str]:
-    """One document splits train | val | test by position, as nanoGPT splits Tiny Shakespeare."""
-    n = len(text)
-    a = int(n * (1 - cfg.val_fraction - cfg.test_fraction))
-    b = int(n * (1 - cfg.test_fraction))
-    return {"train": text[:a], "val": text[a:b], "test": text[b:]}
-
-
 # --- pass 2: write --------------------------------------------------------------------------------
 class SplitWriter:
-    """Encodes documents in chunks (EOS after each) into shards of at most shard_tokens tokens."""
+    """Encodes documents in chunks (EOS after each document's end) into shards of at most shard_tokens tokens."""
 
     def __init__(self, split: str, directory: Path, tok: Tokenizer, dtype, eos: int, shard_tokens: int):
         self.split, self.dir, self.tok, self.dtype = split, directory, tok, dtype
         self.eos, self.shard_tokens = eos, shard_tokens
-        self.pending: list[tuple[int, str]] = []
+        self.pending: list[tuple[int, str, bool]] = []
         self.pending_chars = 0
         self.shards: list[dict] = []
         self.file = None
         self.tokens = self.documents = self.chars = 0
         self.source_ranges: dict[int, list[int]] = {}  # source -> [first token, end token)
 
-    def add(self, source: int, text: str) -> None:
-        self.pending.append((source, text))
+    def add(self, source: int, text: str, eos: bool = True) -> None:
+        """Queue a document (or a piece of one: eos False when the document goes on in another split)."""
+        self.pending.append((source, text, eos))
         self.pending_chars += len(text)
         if self.pending_chars >= ENCODE_CHUNK_CHARS:
             self.flush()
@@ -218,9 +202,9 @@ class SplitWriter:
         if not self.pending:
             return
         encode = getattr(self.tok, "encode_batch_fast", self.tok.encode_batch)
-        encodings = encode([t for _, t in self.pending], add_special_tokens=False)
-        for (source, text), enc in zip(self.pending, encodings):
-            ids = np.asarray(enc.ids + [self.eos], dtype=self.dtype)
+        encodings = encode([t for _, t, _ in self.pending], add_special_tokens=False)
+        for (source, text, eos), enc in zip(self.pending, encodings):
+            ids = np.asarray(enc.ids + [self.eos] * eos, dtype=self.dtype)
             start = self.tokens
             self._write(ids)
             span = self.source_ranges.setdefault(source, [start, start])
@@ -296,10 +280,13 @@ def prepare(cfg: PrepareConfig, cache_dir: Path, out: Path | None = None, log=pr
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
         try:
             meta = _build(cfg, cache_dir, tmp, key, log)
+            follow_umask(tmp)  # mkdtemp's folder is private (0700)
             tmp.rename(out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+    for line in meta["warnings"]:
+        warn(line)
     print_summary(out, meta, log)
     return PreparedData.load(out)
 
@@ -309,25 +296,29 @@ def _build(cfg: PrepareConfig, cache_dir: Path, tmp: Path, key: str, log) -> dic
     start = time.perf_counter()
     with Progress("scan", log) as bar:
         sc = scan(cfg, cache_dir, tmp / "spill.tmp", bar.advance)
-    single = len(sc.split_keys) == 1
-    splits = None if single else assign_splits(sc.split_keys, cfg)
+    by = "position" if len(sc.split_keys) == 1 or cfg.split_by == "position" else "document"
+    splits = assign_splits(sc.split_keys, cfg.val_fraction, cfg.test_fraction) if by == "document" else None
+    cuts = position_cuts(sc.total_chars, cfg.val_fraction, cfg.test_fraction)
 
     def documents(which: int | None = None):
-        """(source, text, split index) of kept documents, from the spill file."""
+        """(source, text, split index, ends the document) of kept documents (or their pieces), from the spill."""
+        start = 0
         for i, (source, text) in enumerate(read_spill(sc.spill)):
-            if single:
-                for j, part in enumerate(contiguous_parts(text, cfg).values()):
-                    if part and (which is None or which == j):
-                        yield source, part, j
+            if by == "position":
+                pieces = list(split_by_position(text, start, cuts))
+                start += len(text)
+                for k, (j, part) in enumerate(pieces):
+                    if which is None or which == j:
+                        yield source, part, j, k == len(pieces) - 1
             elif which is None or splits[i] == which:
-                yield source, text, int(splits[i])
+                yield source, text, int(splits[i]), True
 
     t0 = time.perf_counter()
     if cfg.tokenizer == "char":
         tok = build_tokenizer("char", 0, ["".join(sorted(sc.chars))])
     else:
         tok = build_tokenizer(cfg.tokenizer, cfg.vocab_size,
-                              _bounded((t for _, t, _ in documents(0)), BPE_SAMPLE_CHARS))
+                              _bounded((t for _, t, _, _ in documents(0)), BPE_SAMPLE_CHARS))
     tokenizer_seconds = time.perf_counter() - t0
     eos = eos_id(tok)
     vocab_size = tok.get_vocab_size()
@@ -335,8 +326,8 @@ def _build(cfg: PrepareConfig, cache_dir: Path, tmp: Path, key: str, log) -> dic
     writers = [SplitWriter(s, tmp, tok, dtype, eos, cfg.shard_tokens) for s in SPLITS]
     t0 = time.perf_counter()
     with Progress("tokenize", log, total=len(sc.split_keys)) as bar:
-        for source, text, split in documents():
-            writers[split].add(source, text)
+        for source, text, split, ends in documents():
+            writers[split].add(source, text, ends)
             bar.advance(1)
         split_meta = {s: w.finish(cfg.corpus) for s, w in zip(SPLITS, writers)}
     encode_seconds = time.perf_counter() - t0
@@ -354,28 +345,19 @@ def _build(cfg: PrepareConfig, cache_dir: Path, tmp: Path, key: str, log) -> dic
                       "special_tokens": [t for t in ("<|endoftext|>", "<pad>", "<mask>", "<unk>")
                                          if tok.token_to_id(t) is not None]},
         "sources": sc.sources,
-        "cleaning": {"config": asdict(cfg.clean), **{k: v for k, v in sc.counts.items() if "dup" not in k}},
+        "cleaning": {"config": asdict(cfg.clean), **{k: v for k, v in sc.counts.items()
+                                                      if "dup" not in k and not k.startswith("skipped_files")}},
+        "skipped_files": {k.removeprefix("skipped_files_"): v for k, v in sc.counts.items()
+                          if k.startswith("skipped_files") and v},
         "dedup": {"config": asdict(cfg.dedup), "exact_duplicates": sc.counts["exact_duplicates"],
                   "near_duplicates": sc.counts["near_duplicates"], "examples": sc.examples},
         "split": {"val_fraction": cfg.val_fraction, "test_fraction": cfg.test_fraction, "seed": cfg.split_seed,
-                  "by": "position" if single else "document"},
+                  "by": by},
         "splits": split_meta,
+        "warnings": share_warnings(split_meta, cfg.val_fraction, cfg.test_fraction, by),
         "bytes_per_token": round(total_bytes / max(1, total_tokens), 4),
         "seconds": {"total": round(time.perf_counter() - start, 3), "tokenizer": round(tokenizer_seconds, 3),
                     "encode": round(encode_seconds, 3)},
     }
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
     return meta
-
-
-def print_summary(path: Path, meta: dict, log) -> None:
-    c, d = meta["cleaning"], meta["dedup"]
-    log(f"prepared {path} (built in {meta['seconds']['total']:.1f}s)")
-    log(f"  documents {c.get('documents_in', 0):,} in, {c.get('documents_kept', 0):,} kept "
-        f"(exact duplicates {d['exact_duplicates']:,}, near duplicates {d['near_duplicates']:,}, "
-        f"dropped by filters {sum(v for k, v in c.items() if k.startswith('dropped')):,})")
-    log(f"  vocab {meta['vocab_size']:,} ({meta['dtype']}), {meta['bytes_per_token']} bytes/token")
-    for split, info in meta["splits"].items():
-        if info["tokens"]:
-            log(f"  {split:5s} {info['tokens']:>13,} tokens {info['documents']:>9,} documents "
-                f"{len(info['shards'])} shard(s)")

@@ -4,6 +4,7 @@ validation samples."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -49,8 +50,9 @@ def generate_text(
     prompt: str,
     settings: SamplingSettings = SamplingSettings(),
     num_samples: int = 1,
+    on_token: Callable[[int], None] | None = None,
 ) -> list[str]:
-    """num_samples completions of prompt (the prompt included), decoded."""
+    """num_samples completions of prompt (the prompt included), decoded; on_token(n) after each new token."""
     if not model.config.causal:
         raise LitLLMError("this checkpoint is a masked LM (bidirectional attention): it cannot generate text")
     device = next(model.parameters()).device
@@ -60,6 +62,6 @@ def generate_text(
     model.eval()
     never = [i for i in map(tokenizer.token_to_id, (PAD, MASK, UNK)) if i is not None]
     out = model.generate(ids, settings.max_new_tokens, settings.temperature, settings.top_k, settings.top_p,
-                         generator=generator, suppress_ids=never)
+                         generator=generator, suppress_ids=never, on_token=on_token)
     model.train(was_training)
     return [tokenizer.decode(row.tolist(), skip_special_tokens=False) for row in out]

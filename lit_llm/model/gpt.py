@@ -19,6 +19,7 @@ built on the meta device and materialised later (FSDP). `GPT.generate` samples w
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Literal
 
@@ -70,6 +71,8 @@ class GPTConfig:
             raise ValueError(f"rope needs an even head size, got {self.n_embd // self.n_head}")
         if self.arch != "transformer" and not self.causal:
             raise ValueError(f"a recurrent LM ({self.arch}) reads left to right: no bidirectional (masked LM) mode")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "pad_vocab_to"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -344,15 +347,17 @@ class GPT(nn.Module):
         eos_id: int | None = None,
         generator: torch.Generator | None = None,
         suppress_ids: list[int] | None = None,
+        on_token: Callable[[int], None] | None = None,
     ) -> torch.Tensor:
         """Extend idx (B, T) by max_new_tokens. temperature 0 is greedy. Once the context is full the
-        window slides and the cache is rebuilt each step, so results equal uncached generation."""
+        window slides and the cache is rebuilt each step, so results equal uncached generation.
+        on_token(n) is called after the n-th new token (progress display)."""
         if not self.config.causal:
             raise ValueError("generation needs a causal model; this one attends bidirectionally (masked LM)")
         block = self.config.block_size
         caches: list[KVCache] | None = None
         pos = 0  # number of tokens held in the cache
-        for _ in range(max_new_tokens):
+        for step in range(max_new_tokens):
             if not use_cache or idx.size(1) > block:
                 logits = self(idx[:, -block:])[:, -1, :]
             elif caches is None or pos >= block:
@@ -367,6 +372,8 @@ class GPT(nn.Module):
                 logits[:, suppress_ids] = float("-inf")
             next_id = sample_next(logits.float(), temperature, top_k, top_p, generator)
             idx = torch.cat((idx, next_id), dim=1)
+            if on_token is not None:
+                on_token(step + 1)
             if eos_id is not None and bool((next_id == eos_id).all()):
                 break
         return idx

@@ -280,15 +280,17 @@ def plot_all(pts: dict, fit: dict, out: Path) -> list[Path]:
     fig.savefig(files[-1], dpi=120)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
     iso = fit.get("isoflop") or {}
+    columns = max(1, math.ceil((len(iso.get("groups", [])) + 1) / 14))  # 14 entries a column fit the height
+    fig, ax = plt.subplots(figsize=(6.5 + 1.3 * columns, 4.5))
     for g in iso.get("groups", []):
         xs = np.linspace(math.log(g["N_opt"]) - 1.5, math.log(g["N_opt"]) + 1.5, 50)
         line = ax.plot(np.exp(xs), np.polyval(g["parabola"], xs), label=f"C = {g['C']:.2g}")
         ax.plot([g["N_opt"]], [g["loss_opt"]], "o", color=line[0].get_color())
     ax.scatter(pts["N"], pts["loss"], c="grey", s=12, zorder=3, label="runs")
     ax.set(xscale="log", xlabel="parameters N", ylabel="loss", title="IsoFLOP profiles")
-    ax.legend(fontsize=8)
+    # beside the axes, never over the data, in columns when there are many budgets
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0, ncol=columns)
     files.append(out / "isoflop.png")
     fig.tight_layout()
     fig.savefig(files[-1], dpi=120)

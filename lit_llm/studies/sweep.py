@@ -13,6 +13,7 @@ import itertools
 import json
 import math
 import os
+import shlex
 import subprocess
 import sys
 import threading
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from lit_llm.errors import LitLLMError
+from lit_llm.errors import LitLLMError, yaml_problem
 from lit_llm.studies.runs import SWEEP_STATE, latest_summary, read_sweep_state
 
 METHODS = ("grid", "random", "bayes")
@@ -35,7 +36,7 @@ def load_sweep(path: str | Path) -> dict:
     except OSError as err:
         raise LitLLMError(f"cannot read sweep file {path}: {err.strerror}") from None
     except yaml.YAMLError as err:
-        raise LitLLMError(f"sweep file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+        raise LitLLMError(f"sweep file {path} is not valid YAML: {yaml_problem(err)}") from None
     if not isinstance(sweep, dict) or sweep.get("method") not in METHODS:
         raise LitLLMError(f"sweep file {path} needs `method:` one of {', '.join(METHODS)}")
     if not isinstance(sweep.get("parameters"), dict) or not sweep["parameters"]:
@@ -251,7 +252,7 @@ class SweepRunner:
                 todo.append(state)
         if self.dry_run:
             for run in todo:
-                print(" ".join(self.command(run)))
+                print(shlex.join(self.command(run)))
             return 0
         self.save()
         total = len(self.runs)
@@ -273,7 +274,7 @@ class SweepRunner:
                 break
             run = self.record({"id": f"run-{len(self.runs):03d}", "params": params})
             if self.dry_run:
-                print(" ".join(self.command(run)))
+                print(shlex.join(self.command(run)))
                 return 0
             self.execute(run, f"{len(self.runs)}/{n}")
             if run["status"] != "finished":

@@ -36,6 +36,7 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lit_llm.errors import LitLLMError
 from lit_llm.training.lightning_internals import (ContinuingWriter, csv_experiment, forget_wandb_run_id,
                                                   wandb_init_settings, wandb_run_started)
+from lit_llm.training.rundirs import claimed_version
 
 STEP_METRIC = "tokens_seen"
 # every metric lit_llm logs against training progress (exact names: they take precedence over
@@ -159,6 +160,7 @@ def claim_version(root: str, name: str = "lightning_logs") -> int:
     while True:
         try:
             (base / f"version_{version}").mkdir()
+            claimed_version(base / f"version_{version}")
             return version
         except FileExistsError:  # another fit took it meanwhile
             version += 1

@@ -29,7 +29,7 @@ from lit_llm.training.evaluation import TokenNLL, record_loss_by_position
 from lit_llm.training.finetune import load_init_weights
 from lit_llm.training.lightning_internals import is_accumulating, should_log, trainer_or_none
 from lit_llm.training.objectives import CausalLM, MaskedLM, chunk_nll, token_nll
-from lit_llm.training.optim import NonFiniteGuard, adamw_with_schedule, clip_and_measure
+from lit_llm.training.optim import NonFiniteGuard, adamw_with_schedule, check_optimizer_settings, clip_and_measure
 
 
 def mean_over_ranks(trainer: L.Trainer, nll_sum: torch.Tensor, n_tokens: torch.Tensor) -> torch.Tensor:
@@ -145,9 +145,7 @@ class LanguageModel(L.LightningModule):
         super().__init__()
         if vocab_size <= 0 or block_size <= 0:
             raise LitLLMError("model.vocab_size and model.block_size are unset: they come from the data module")
-        for name in ("lr", "n_layer", "n_head", "n_embd"):
-            if locals()[name] <= 0:
-                raise LitLLMError(f"--model.{name} must be positive, got {locals()[name]}")
+        check_optimizer_settings(lr, warmup_steps, weight_decay, beta1, beta2, eps)  # the sizes: GPTConfig
         self.system = SystemOptions(**system) if isinstance(system, dict) else system or SystemOptions()
         self.save_hyperparameters(ignore=["system"], logger=False)  # the CLI logs the full config, flat
         self.hparams["system"] = asdict(self.system)  # plain types: checkpoints load with weights_only

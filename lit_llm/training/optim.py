@@ -66,6 +66,20 @@ def param_groups(module: torch.nn.Module, lr: float, weight_decay: float,
     return [groups[key] for key in sorted(groups)]
 
 
+def check_optimizer_settings(lr: float, warmup_steps: int, weight_decay: float, beta1: float, beta2: float,
+                             eps: float) -> None:
+    """AdamW's and the schedule's settings, checked before anything runs (torch's own errors are tracebacks)."""
+    if lr <= 0:
+        raise LitLLMError(f"--model.lr must be positive, got {lr}")
+    if warmup_steps < 0 or weight_decay < 0:
+        raise LitLLMError(f"--model.warmup_steps and --model.weight_decay must be >= 0, got {warmup_steps} and "
+                          f"{weight_decay}")
+    if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
+        raise LitLLMError(f"--model.beta1 and --model.beta2 must be in [0, 1), got {beta1} and {beta2}")
+    if eps <= 0:
+        raise LitLLMError(f"--model.eps must be positive, got {eps}")
+
+
 def adamw_with_schedule(module: L.LightningModule, lr: float, weight_decay: float, warmup_steps: int,
                         min_lr: float | None = None, decay_steps: int | None = None,
                         betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
