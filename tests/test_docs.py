@@ -63,11 +63,13 @@ def doc_commands() -> list[tuple[str, str]]:
 
 
 def command_key(words: list[str]) -> str:
-    """`fit`, `classify fit`, `convert export-hf`, ... from the words after lit-llm (a name, not a flag)."""
+    """`fit`, `classify fit`, `convert export-hf`, ... from the words after lit-llm; raises KeyError if none."""
     first = words[0]
-    assert first in LIGHTNING_COMMANDS or first in COMMANDS, f"no command `lit-llm {first}`"
+    if first not in LIGHTNING_COMMANDS and first not in COMMANDS:
+        raise KeyError(f"no command `lit-llm {first}`")
     if first in SUBCOMMANDS and len(words) > 1 and not words[1].startswith("-"):
-        assert words[1] in SUBCOMMANDS[first], f"no command `lit-llm {first} {words[1]}`"
+        if words[1] not in SUBCOMMANDS[first]:
+            raise KeyError(f"no command `lit-llm {first} {words[1]}`")
         return f"{first} {words[1]}"
     return first
 
@@ -99,29 +101,39 @@ def nested_ok(flag: str, known: frozenset[str], words: list[str]) -> bool:
     return False
 
 
-def cases() -> list:
-    return [pytest.param(cmd, id=where) for where, cmd in doc_commands()]
-
-
-def test_the_docs_name_many_commands():
-    assert len(doc_commands()) > 60  # the extraction itself works (README + docs hold ~100)
-
-
-@pytest.mark.parametrize("cmd", cases())
-def test_doc_command_uses_existing_command_and_flags(cmd):
+def command_problems(cmd: str) -> list[str]:
+    """What is wrong with one documented `lit-llm ...` line: an unknown command, or options its help lacks."""
     text = cmd.replace("…", "").replace("$(", "(")
     words = shlex.split(text.split("lit_llm", 1)[1] if text.startswith("-m lit_llm") else text[len("lit-llm"):])
     words = [w for w in words if w != "..."]
-    if not words or words[0].startswith("-") and words[0] != "--help":
-        return  # a bare `lit-llm` or `lit-llm --help`
-    key = command_key(words)
+    if not words or words[0].startswith("-"):
+        return []  # a bare `lit-llm` or `lit-llm --help`
+    try:
+        key = command_key(words)
+    except KeyError as err:
+        return [err.args[0]]
     known = help_flags(key)
-    for word in words:
-        if not word.startswith("--"):
-            continue
-        flag = FLAG.match(word).group(0).rstrip(".-")
-        assert flag in known or nested_ok(flag, known, words), (
-            f"`lit-llm {key}` has no option {flag} (see `lit-llm {key} --help`)")
+    flags = [FLAG.match(w).group(0).rstrip(".-") for w in words if w.startswith("--")]
+    return [f"`lit-llm {key}` has no option {flag}" for flag in flags
+            if flag not in known and not nested_ok(flag, known, words)]
+
+
+def test_doc_commands_use_existing_commands_and_flags():
+    commands = doc_commands()
+    assert len(commands) > 60  # the extraction itself works (README + docs hold ~100)
+    problems = [f"{where}: {problem}" for where, cmd in commands for problem in command_problems(cmd)]
+    assert not problems, problems
+
+
+def test_the_check_catches_a_renamed_flag_and_command():
+    assert command_problems("lit-llm fit --model.n_layers 4 --trainer.max_steps 5") == [
+        "`lit-llm fit` has no option --model.n_layers"]
+    assert command_problems("lit-llm classify train --config x.yaml") == ["no command `lit-llm classify train`"]
+    assert command_problems("lit-llm fit --model.system.compile true --model.system.compiles true") == [
+        "`lit-llm fit` has no option --model.system.compiles"]
+    assert command_problems("lit-llm fit --trainer.callbacks+=lit_llm.training.callbacks.pruning.GPTPruning "
+                            "--trainer.callbacks.amount=0.3 --trainer.callbacks.amounts=0.3") == [
+        "`lit-llm fit` has no option --trainer.callbacks.amounts"]
 
 
 @cache
@@ -144,12 +156,18 @@ def benchmark_commands() -> list[tuple[str, str]]:
     return found
 
 
-@pytest.mark.parametrize("cmd", [pytest.param(c, id=w) for w, c in benchmark_commands()])
-def test_doc_benchmark_command_uses_existing_script_and_flags(cmd):
-    script = cmd.split()[1]
-    assert (ROOT / script).exists(), f"no {script}"
-    flags = {FLAG.match(w).group(0) for w in cmd.split(" # ")[0].split() if w.startswith("--")}
-    assert flags <= script_flags(script) | {"--help"}, f"{script} has no {sorted(flags - script_flags(script))}"
+def test_doc_benchmark_commands_use_existing_scripts_and_flags():
+    commands = benchmark_commands()
+    assert len(commands) > 5
+    problems = []
+    for where, cmd in commands:
+        script = cmd.split()[1]
+        if not (ROOT / script).exists():
+            problems.append(f"{where}: no {script}")
+            continue
+        flags = {FLAG.match(w).group(0) for w in cmd.split(" # ")[0].split() if w.startswith("--")}
+        problems += [f"{where}: {script} has no {flag}" for flag in sorted(flags - script_flags(script) - {"--help"})]
+    assert not problems, problems
 
 
 NANOGPT_FLAGS = {"--eval_iters", "--bias", "--compile"}  # nanoGPT's train.py, quoted in performance.md
@@ -218,3 +236,10 @@ def test_named_paths_exist():
                 elif test and f"def {test[2:]}(" not in (ROOT / path).read_text():
                     missing.append(f"{rel(page)}:{n}: {path}{test}")
     assert not missing, missing
+
+
+def test_anchor_slugs_follow_github():
+    assert slug("Sweeps under `wandb agent`") == "sweeps-under-wandb-agent"
+    assert slug("Resuming a W&B run") == "resuming-a-wb-run"
+    assert slug("CPU steps against nanoGPT's train.py (issue #13, item 6)") == (
+        "cpu-steps-against-nanogpts-trainpy-issue-13-item-6")
