@@ -60,6 +60,15 @@ def refuse_existing(out: Path) -> None:
         raise LitLLMError(f"{out} already exists; choose another --out (nothing is overwritten)")
 
 
+def readable_as_plain_files(path: Path) -> None:
+    """Give what was written the permissions the umask gives a new file (safetensors' save_file makes its
+    files private, 0600: exports are for sharing)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for item in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        os.chmod(item, (0o777 if item.is_dir() else 0o666) & ~umask)
+
+
 def write_new(out: Path, write) -> None:
     """write(tmp_path) then rename tmp_path to out, so a failure leaves no partial out behind."""
     refuse_existing(out)
@@ -67,6 +76,7 @@ def write_new(out: Path, write) -> None:
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
         write(tmp)
+        readable_as_plain_files(tmp)
         refuse_existing(out)  # appeared meanwhile
         os.rename(tmp, out)
     finally:
