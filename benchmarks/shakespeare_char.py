@@ -142,11 +142,12 @@ def plain_loop(corpus: str, steps: int, seed: int = 1337) -> dict:
     m, d = cfg["model"], cfg["data"]
     block, batch = d["block_size"], d["batch_size"]
     assert (block, batch) == (64, 12), (block, batch)
-    prepared = TextDataModule(corpus, "char", block_size=block, batch_size=batch).prepared
+    prepared = TextDataModule(corpus, "char", block_size=block, batch_size=batch).prepare_once()
     torch.manual_seed(seed)
     config = GPTConfig(vocab_size=prepared.vocab_size, block_size=block, n_layer=m["n_layer"],
                        n_head=m["n_head"], n_embd=m["n_embd"], norm=m["norm"], pos=m["pos"], mlp=m["mlp"],
-                       bias=m["bias"], tie_embeddings=m["tie_embeddings"], dropout=m["dropout"])
+                       bias=m["bias"], tie_embeddings=m["tie_embeddings"], dropout=m["dropout"],
+                       pad_vocab_to=m.get("system", {}).get("pad_vocab_to", 64))
     model = GPT(config)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]

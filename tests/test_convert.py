@@ -274,3 +274,15 @@ def test_exports_and_prepared_folders_follow_the_umask(tmp_path, tok):
     assert len(paths) > 6
     modes = {str(p.relative_to(tmp_path)): stat.S_IMODE(p.stat().st_mode) for p in paths}
     assert modes == {k: 0o755 if (tmp_path / k).is_dir() else 0o644 for k in modes}
+
+
+def test_exports_get_the_permissions_of_plain_files(tmp_path, tok, capsys):
+    """safetensors writes 0600 files; an export is for sharing, so it gets what the umask gives open()."""
+    cfg = GPTConfig(vocab_size=tok.get_vocab_size(), block_size=16, n_layer=1, n_head=2, n_embd=32)
+    our_checkpoint(tmp_path / "a.ckpt", cfg, tok)
+    (tmp_path / "plain").write_bytes(b"")  # what open() gives a new file under this process's umask
+    plain = (tmp_path / "plain").stat().st_mode & 0o777
+    assert run(capsys, "export-safetensors", tmp_path / "a.ckpt", "--out", tmp_path / "a.safetensors")[0] == 0
+    assert run(capsys, "export-hf", tmp_path / "a.ckpt", "--out", tmp_path / "hf")[0] == 0
+    files = [tmp_path / "a.safetensors", *(tmp_path / "hf").iterdir()]
+    assert {f.name: f.stat().st_mode & 0o777 for f in files} == {f.name: plain for f in files}
