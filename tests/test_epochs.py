@@ -201,7 +201,9 @@ def test_kill_9_mid_epoch_or_at_its_end_then_resume_equals_uninterrupted_run(sma
         assert [int(r["step"]) for r in rows if r["train/loss"]] == list(range(total))  # every step once
         for column in ("train/loss", "epoch"):
             assert [r[column] for r in rows if r["train/loss"]] == [r[column] for r in whole_rows if r["train/loss"]]
-        assert [int(r["step"]) for r in rows if r["val/loss"]] == [9, 19, 29, 39, total - 1]  # every 10 batches, the end
+        val_steps = [int(r["step"]) for r in rows if r["val/loss"]]
+        assert val_steps == [int(r["step"]) for r in whole_rows if r["val/loss"]]
+        assert sorted(set(val_steps)) == sorted({*range(9, total, 10), total - 1})  # every 10 batches, the end
 
 
 @pytest.mark.slow
