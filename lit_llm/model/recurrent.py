@@ -19,6 +19,8 @@ The recurrent weights keep PyTorch's init, U(-1/sqrt(n_embd), 1/sqrt(n_embd)).
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn as nn
 
@@ -103,10 +105,12 @@ class RecurrentLM(nn.Module):
         eos_id: int | None = None,
         generator: torch.Generator | None = None,
         suppress_ids: list[int] | None = None,
+        on_token: Callable[[int], None] | None = None,
     ) -> torch.Tensor:
-        """Extend idx (B, T) by max_new_tokens, as GPT.generate; the hidden state carries the context."""
+        """Extend idx (B, T) by max_new_tokens, as GPT.generate; the hidden state carries the context.
+        on_token(n) is called after the n-th new token (progress display)."""
         state, fresh = None, idx
-        for _ in range(max_new_tokens):
+        for step in range(max_new_tokens):
             if use_cache:
                 h, state = self.hidden_states(fresh, state, return_state=True)
             else:
@@ -116,6 +120,8 @@ class RecurrentLM(nn.Module):
                 logits[:, suppress_ids] = float("-inf")
             fresh = sample_next(logits.float(), temperature, top_k, top_p, generator)
             idx = torch.cat((idx, fresh), dim=1)
+            if on_token is not None:
+                on_token(step + 1)
             if eos_id is not None and bool((fresh == eos_id).all()):
                 break
         return idx
