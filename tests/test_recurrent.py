@@ -174,7 +174,8 @@ def test_lstm_kill_9_then_resume_equals_uninterrupted_run(tiny_text, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     lstm = ("--model.arch", "lstm")
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    subprocess.run(fit_cmd(tiny_text, whole, *lstm), check=True, capture_output=True, env=env, timeout=600)
+    first = subprocess.run(fit_cmd(tiny_text, whole, *lstm), capture_output=True, text=True, env=env, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
     proc = subprocess.Popen(fit_cmd(tiny_text, killed, *lstm), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=env, start_new_session=True)
     kill_at = kill_point(4, 24)

@@ -86,10 +86,11 @@ def test_signal_saves_checkpoint_then_resume_is_exact(reference, tmp_path, signu
     for Ctrl-C); the resume equals the uninterrupted run bitwise."""
     corpus, env, whole = reference
     root = tmp_path / "preempted"
-    # a save every step, each held 50 ms by the fault hook, paces the run: a toy step alone takes ~5 ms, so
-    # the signal could otherwise land only after the last step (the CSV is polled every 50 ms)
+    # a save every step, each held 200 ms by the fault hook, paces the run: a toy step alone takes ~5 ms, so
+    # the signal could otherwise land only after the last step (the CSV is polled every 50 ms; on a loaded
+    # machine the poll lagged the 6 steps x 50 ms that a 50 ms hold left, and the run had ended)
     cmd = fit_cmd(corpus, root, "--checkpoint.every_n_train_steps", "1")
-    proc = subprocess.Popen(with_slow_saves(cmd, 0.05), env=env, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(with_slow_saves(cmd, 0.2), env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     wait_for_step(root, kill_point(3, 22), proc)
     proc.send_signal(signum)
