@@ -20,7 +20,7 @@ fit: $(VENV)/.lit-llm
 	$(BIN)/lit-llm fit $(ARGS)
 
 test: $(VENV)/.lit-llm-dev
-	WANDB_MODE=offline WANDB_SILENT=true $(BIN)/python -m pytest -q $(ARGS)
+	WANDB_MODE=offline WANDB_SILENT=true $(BIN)/python -m pytest -q --durations=15 $(ARGS)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
