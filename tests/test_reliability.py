@@ -90,8 +90,11 @@ def test_signal_saves_checkpoint_then_resume_is_exact(reference, tmp_path, signu
     # the signal could otherwise land only after the last step (the CSV is polled every 50 ms; on a loaded
     # machine the poll lagged the 6 steps x 50 ms that a 50 ms hold left, and the run had ended)
     cmd = fit_cmd(corpus, root, "--checkpoint.every_n_train_steps", "1")
+    # a shell's background job (pytest started with `&`) ignores Ctrl-C, which the fit then respects (as
+    # under nohup): give the fit the default handling a user's fit at a terminal has
     proc = subprocess.Popen(with_slow_saves(cmd, 0.2), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     wait_for_step(root, kill_point(3, 22), proc)
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=300)
