@@ -8,7 +8,8 @@ import pytest
 from scipy.optimize import minimize_scalar
 
 from lit_llm.cli.main import main
-from lit_llm.studies.scaling import compute_optimal, fit_chinchilla, fit_isoflop, load_points
+from lit_llm.studies.isoflop import approach1, approach2
+from lit_llm.studies.scaling import agreement, compute_optimal, describe, fit_chinchilla, load_points
 
 TRUE = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}  # Hoffmann et al.'s fit
 
@@ -48,14 +49,65 @@ def test_compute_optimal_exponents_match_analytic_and_numeric():
     assert opt["N_opt"] * opt["D_opt"] * 6 == pytest.approx(1e21)
 
 
-def test_isoflop_minima_follow_the_compute_optimal_exponent():
-    Cs = np.logspace(18, 22, 5)
-    N = np.concatenate([np.logspace(np.log10(compute_optimal(TRUE, c)["N_opt"]) - 1, np.log10(compute_optimal(TRUE, c)["N_opt"]) + 1, 9) for c in Cs])
-    C = np.repeat(Cs, 9)
+def isoflop_points(Cs, sizes: int = 9, spread: float = 1.0, noise: float = 0.0, seed: int = 0, shift: float = 0.0) -> dict:
+    """Runs on isoFLOP profiles of the TRUE law: `sizes` sizes from 10^-spread to 10^spread times each budget's
+    optimum (times 10^shift), loss with multiplicative noise."""
+    rng = np.random.default_rng(seed)
+    N = np.concatenate([np.logspace(np.log10(compute_optimal(TRUE, c)["N_opt"]) - spread + shift,
+                                    np.log10(compute_optimal(TRUE, c)["N_opt"]) + spread + shift, sizes) for c in Cs])
+    C = np.repeat(Cs, sizes)
     D = C / (6 * N)
-    iso = fit_isoflop({"N": N, "D": D, "C": C, "loss": law(N, D)})
-    assert len(iso["groups"]) == 5
-    assert iso["a"] == pytest.approx(TRUE["beta"] / (TRUE["alpha"] + TRUE["beta"]), abs=0.03)
+    return {"N": N, "D": D, "C": C, "loss": law(N, D) * np.exp(rng.normal(0, noise, len(N)))}
+
+
+def test_isoflop_minima_follow_the_compute_optimal_exponent():
+    """Approach 2 on exact isoFLOP profiles of a known law: both exponents, each profile's vertex near the
+    true optimum (a parabola in log N is close to the profile there)."""
+    pts = isoflop_points(np.logspace(18, 22, 5))
+    iso = approach2(pts, bootstrap=0)
+    truth = TRUE["beta"] / (TRUE["alpha"] + TRUE["beta"])
+    assert iso["interior_minima"] == 5 and all(p["status"] == "interior minimum" for p in iso["profiles"])
+    assert iso["a"] == pytest.approx(truth, abs=0.03) and iso["b"] == pytest.approx(1 - truth, abs=0.03)
+    for p in iso["profiles"]:
+        assert p["N_opt"] == pytest.approx(compute_optimal(TRUE, p["C"])["N_opt"], rel=0.15)
+
+
+def test_isoflop_bootstrap_interval_covers_the_truth_and_narrows_with_less_noise():
+    Cs = np.logspace(18, 22, 5)
+    truth = TRUE["beta"] / (TRUE["alpha"] + TRUE["beta"])
+    noisy = approach2(isoflop_points(Cs, 7, noise=0.004, seed=1), bootstrap=300)
+    quiet = approach2(isoflop_points(Cs, 7, noise=0.001, seed=1), bootstrap=300)
+    for fit in (noisy, quiet):
+        assert fit["ci"]["a"][0] <= truth + 0.03 and fit["ci"]["a"][1] >= truth - 0.03
+        assert fit["ci"]["a"][0] < fit["a"] < fit["ci"]["a"][1]
+    width = lambda f: f["ci"]["a"][1] - f["ci"]["a"][0]  # noqa: E731
+    assert width(quiet) < width(noisy) / 2
+
+
+def test_profiles_without_an_interior_minimum_say_so_and_give_no_exponent():
+    """Sizes all above each optimum (shift +1.5 decades): every profile's best run is its smallest model."""
+    iso = approach2(isoflop_points(np.logspace(18, 22, 5), 5, spread=0.5, shift=1.5), bootstrap=0)
+    assert iso["interior_minima"] == 0 and iso["a"] is None and "approach 2 needs" in iso["note"]
+    assert all("smallest size tried is best" in p["status"] for p in iso["profiles"])
+    lines = describe({"runs": 25, "chinchilla": {**TRUE, "exponents_at_bound": [], "a": 0.45, "b": 0.55},
+                      "compute_optimal": compute_optimal(TRUE, 1e22), "isoflop": iso})
+    assert sum("no interior minimum" in line for line in lines) == 5
+    assert any(line.startswith("approach 2: no exponent") for line in lines)
+
+
+def test_approach1_takes_each_budgets_best_run():
+    pts = isoflop_points(np.logspace(18, 21, 4), 9)
+    a1 = approach1(pts)
+    assert [r["loss"] for r in a1["best_runs"]] == [pts["loss"][i * 9:(i + 1) * 9].min() for i in range(4)]
+    assert a1["a"] == pytest.approx(TRUE["beta"] / (TRUE["alpha"] + TRUE["beta"]), abs=0.1)
+
+
+@pytest.mark.parametrize("a3, ci3, agree, overlap", [(0.46, [0.40, 0.52], True, True),
+                                                      (0.60, [0.55, 0.65], False, False),
+                                                      (0.56, [0.49, 0.63], False, True)])
+def test_agreement_of_approaches_2_and_3(a3, ci3, agree, overlap):
+    result = agreement({"a": 0.45, "ci": {"a": [0.42, 0.50]}}, {"a": a3, "ci": {"a": ci3}})
+    assert result["agree"] is agree and result["intervals_overlap"] is overlap
 
 
 @pytest.mark.slow
@@ -171,7 +223,7 @@ def test_isoflop_legend_stays_off_the_data_with_many_budgets(tmp_path, monkeypat
                                     np.log10(compute_optimal(TRUE, c)["N_opt"]) + 1, 5) for c in Cs])
     C = np.repeat(Cs, 5)
     pts = {"N": N, "D": C / (6 * N), "C": C, "loss": law(N, C / (6 * N))}
-    plot_all(pts, {"chinchilla": TRUE, "isoflop": fit_isoflop(pts)}, tmp_path)
+    plot_all(pts, {"chinchilla": TRUE, "isoflop": approach2(pts, bootstrap=0)}, tmp_path)
     fig = saved[str(tmp_path / "isoflop.png")]
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 

@@ -29,6 +29,9 @@ class LitLLMCLI(BaseCLI):
         parser.add_lightning_class_args(GeneratedSamples, "samples")
         parser.add_argument("--max_tokens", type=float | None, default=None,
                             help="training budget in tokens; sets trainer.max_steps from the global batch")
+        parser.add_argument("--max_flops", type=float | None, default=None,
+                            help="training budget in FLOPs (the model's flops_per_token x tokens, attention and head "
+                                 "included); sets trainer.max_steps like --max_tokens: an isoFLOP sweep names it")
         parser.add_argument("--tokens_per_step", type=int | None, default=None,
                             help="global batch in tokens; sets trainer.accumulate_grad_batches from the micro-batch "
                                  "(data.batch_size x data.block_size) and the number of devices")
@@ -59,7 +62,8 @@ class LitLLMCLI(BaseCLI):
         if epochs not in (None, -1):
             self.epoch_fit_options(trainer_config, epochs, max_steps)
             return
-        endless = max_steps == -1 and not trainer_config.get("max_time") and not self.value(self.config, "max_tokens")
+        endless = max_steps == -1 and not trainer_config.get("max_time") and not (
+            self.value(self.config, "max_tokens") or self.value(self.config, "max_flops"))
         if max_steps == 0 or max_steps < -1 or endless:
             raise LitLLMError(f"--trainer.max_steps must be positive, got {max_steps} (the training data is "
                               "an endless stream: -1 only with --trainer.max_time and --model.lr_decay_steps; "
@@ -117,8 +121,12 @@ class LitLLMCLI(BaseCLI):
                 raise LitLLMError(f"--tokens_per_step {tokens_per_step} is not a multiple of batch_size x "
                                   f"block_size x devices = {micro}")
             trainer.accumulate_grad_batches = tokens_per_step // micro
-        max_tokens = self.value(self.config, "max_tokens")
-        if max_tokens:
+        max_tokens, max_flops = self.value(self.config, "max_tokens"), self.value(self.config, "max_flops")
+        if max_flops is not None:
+            if max_tokens is not None or max_flops <= 0:
+                raise LitLLMError(f"--max_flops must be positive and not given with --max_tokens, got {max_flops}")
+            max_tokens = max_flops / self.value(self.config_init, "model").flops_per_token()
+        if max_tokens is not None:
             if max_tokens <= 0:
                 raise LitLLMError(f"--max_tokens must be positive, got {max_tokens}")
             per_step = data.batch_size * data.block_size * trainer.world_size * trainer.accumulate_grad_batches

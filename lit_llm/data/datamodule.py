@@ -163,6 +163,10 @@ class TextDataModule(L.LightningDataModule):
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
                           pin_memory=self.pin_memory(), generator=torch.Generator().manual_seed(self.seed))
 
+    def train_tokens(self) -> int:
+        """Tokens in the train split."""
+        return int(self.prepare_once().meta["splits"]["train"]["tokens"])
+
     def epochs_done(self) -> float | None:
         """An epoch fit's passes over the data so far (whole epochs plus the share of the current one)."""
         if not self.batches_per_epoch:

@@ -6,8 +6,10 @@ Laws (N = parameters, D = training tokens, C = training FLOPs, L = loss):
   bootstrap confidence intervals. Compute-optimal: N_opt = G (C/6)^a, D_opt = (C/6)^b / G with
   a = beta/(alpha+beta), b = alpha/(alpha+beta), G = (alpha A / (beta B))^(1/(alpha+beta)).
 - L_N: L(N) = E + A/N^alpha over each size's best loss; L_D likewise over each budget's best loss.
-- isoflop (approach 2): runs grouped by compute (within 0.1 decade); a parabola in log N per group with
-  3+ sizes gives N_opt(C); a power law through those gives N_opt ∝ C^a, D_opt ∝ C^(1-a).
+- isoflop (approach 2) and approach1: lit_llm.studies.isoflop (parabolas per isoFLOP profile, bootstrap CIs).
+- agreement: whether approach 2's a and approach 3's a = beta/(alpha+beta) lie in each other's 95% interval.
+C is the runs' training FLOPs as they counted them (summary "flops": attention and head included), 6ND for CSVs
+without a C column.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from scipy.optimize import minimize
 from scipy.special import logsumexp
 
 from lit_llm.errors import LitLLMError
+from lit_llm.studies.isoflop import approach1, approach2
 from lit_llm.studies.runs import fit_summaries
 
 DELTA = 1e-3
@@ -31,27 +34,34 @@ MAX_EXPONENT = 3.0  # exponents are bounded to [0, 3]: one at the bound means th
 
 
 # --- data -----------------------------------------------------------------------------------------
-def load_points(source: str | Path, params: str = "non_embedding", metric: str = "val/loss",
-                columns: dict[str, str] | None = None) -> dict[str, np.ndarray]:
-    """N, D, C, loss arrays from a directory of run summaries (summary.json) or a CSV file."""
-    rows = []
-    if str(source).startswith("wandb:"):
-        rows = wandb_rows(str(source)[6:], params, metric)
-        source = Path(str(source))
-    elif (source := Path(source)).is_dir():
-        key = "params_non_embedding" if params == "non_embedding" else "params"
-        for _, s in fit_summaries(source):  # not a `validate`/`test` of a checkpoint: that run's point again
-            if s.get(metric) is not None and s.get(key) and s.get("tokens_seen"):
-                rows.append((s[key], s["tokens_seen"], None, s[metric]))
-    elif source.is_file():
-        rows = csv_rows(source, columns or {})
-    else:
-        raise LitLLMError(f"{source} not found: give a sweep directory or a CSV with columns N, D, loss")
-    if len(rows) < 3:
-        raise LitLLMError(f"{source} holds {len(rows)} usable runs; a fit needs at least 3")
-    arr = np.array([(n, d, l) for n, d, _, l in rows], dtype=np.float64)
-    n, d, loss = arr.T
-    return {"N": n, "D": d, "C": 6 * n * d, "loss": loss}
+PARAMS = {"non_embedding": "params_non_embedding", "total": "params", "with_head": "params_with_head"}
+
+
+def load_points(source: str | Path | list, params: str = "non_embedding", metric: str = "val/loss",
+                columns: dict[str, str] | None = None, minimum: int = 3) -> dict[str, np.ndarray]:
+    """N, D, C, loss arrays from directories of run summaries (summary.json), a CSV file or a W&B sweep; with
+    summaries also "shapes": each n_layer's N and FLOPs per token."""
+    if params not in PARAMS:
+        raise LitLLMError(f"--params {params!r}: use one of {', '.join(PARAMS)}")
+    rows, shapes = [], {}
+    for item in source if isinstance(source, list) else [source]:
+        if str(item).startswith("wandb:"):
+            rows += wandb_rows(str(item)[6:], params, metric)
+        elif (path := Path(item)).is_dir():
+            for _, s in fit_summaries(path):  # not a `validate`/`test` of a checkpoint: that run's point again
+                if s.get(metric) is not None and s.get(PARAMS[params]) and s.get("tokens_seen"):
+                    rows.append((s[PARAMS[params]], s["tokens_seen"], s.get("flops"), s[metric]))
+                    if s.get("n_layer") and s.get("flops_per_token"):
+                        shapes[s["n_layer"]] = {"n_layer": s["n_layer"], "N": float(s[PARAMS[params]]),
+                                                "flops_per_token": float(s["flops_per_token"])}
+        elif path.is_file():
+            rows += csv_rows(path, columns or {})
+        else:
+            raise LitLLMError(f"{item} not found: give a sweep directory or a CSV with columns N, D, loss")
+    if len(rows) < minimum:
+        raise LitLLMError(f"{source} holds {len(rows)} usable runs; a fit needs at least {minimum}")
+    n, d, c, loss = (np.array(col, dtype=np.float64) for col in zip(*[(n, d, c or 6 * n * d, l) for n, d, c, l in rows]))
+    return {"N": n, "D": d, "C": c, "loss": loss, "shapes": list(shapes.values())}
 
 
 def csv_rows(path: Path, columns: dict[str, str]) -> list[tuple]:
@@ -84,7 +94,7 @@ def csv_rows(path: Path, columns: dict[str, str]) -> list[tuple]:
                 if not math.isfinite(values[role]) or values[role] <= 0:
                     raise LitLLMError(f"{path}, row {line}, column {named[role]!r}: {text!r} is not a positive number")
             d = values["D"] if tokens == "D" else values["C"] / (6 * values["N"])
-            rows.append((values["N"], d, None, values["loss"]))
+            rows.append((values["N"], d, values.get("C"), values["loss"]))
     return rows
 
 
@@ -98,12 +108,11 @@ def wandb_rows(path: str, params: str, metric: str, api=None) -> list[tuple]:
     except Exception as err:  # network, auth and lookup errors come in many types
         raise LitLLMError(f"cannot read W&B sweep {path} ({err.__class__.__name__}: {err}); offline, "
                           "give the sweep directory (run summaries) instead") from None
-    key = "params_non_embedding" if params == "non_embedding" else "params"
     rows = []
     for run in runs:
         s = run.summary
-        if s.get(metric) is not None and s.get(key) and s.get("tokens_seen"):
-            rows.append((float(s[key]), float(s["tokens_seen"]), None, float(s[metric])))
+        if s.get(metric) is not None and s.get(PARAMS[params]) and s.get("tokens_seen"):
+            rows.append((float(s[PARAMS[params]]), float(s["tokens_seen"]), s.get("flops"), float(s[metric])))
     return rows
 
 
@@ -194,10 +203,19 @@ def fit_chinchilla(pts: dict, bootstrap: int = 100, seed: int = 0) -> dict:
         starts = [theta] + [grid[i] for i in rng.choice(len(grid), 4)]
         t, _ = fit_power_law(X[idx], pts["loss"][idx], starts)
         samples.append(_chinchilla_params(t))
-    ci = {k: [float(np.percentile([s[k] for s in samples], 2.5)), float(np.percentile([s[k] for s in samples], 97.5))]
+    for p in [params, *samples]:  # the compute-optimal exponents: N_opt ∝ C^a, D_opt ∝ C^b
+        total = p["alpha"] + p["beta"]
+        p["a"], p["b"] = (p["beta"] / total, p["alpha"] / total) if total > 0 else (math.nan, math.nan)
+    ci = {k: [float(np.nanpercentile([s[k] for s in samples], 2.5)), float(np.nanpercentile([s[k] for s in samples], 97.5))]
           for k in params} if samples else {}
     at_bound = [k for k in ("alpha", "beta") if params[k] >= MAX_EXPONENT - 1e-6 or params[k] <= 1e-6]
-    return {**params, "huber_loss": value, "ci": ci, "bootstrap": bootstrap, "exponents_at_bound": at_bound}
+    return {**params, "huber_loss": value, "ci": ci, "bootstrap": bootstrap, "exponents_at_bound": at_bound,
+            "samples": samples}
+
+
+def law_loss(p: dict, N: float, D: float) -> float:
+    """L(N, D) of a fitted Chinchilla law."""
+    return float(p["E"] + p["A"] / N ** p["alpha"] + p["B"] / D ** p["beta"])
 
 
 def fit_single(x: np.ndarray, loss: np.ndarray, name: str) -> dict | None:
@@ -211,47 +229,33 @@ def fit_single(x: np.ndarray, loss: np.ndarray, name: str) -> dict | None:
             "points": {name: xs.tolist(), "loss": best.tolist()}}
 
 
-def fit_isoflop(pts: dict, decades: float = 0.1) -> dict | None:
-    """Approach 2: group by compute, fit loss = p(log N) per group, power law through the minima."""
-    logC = np.log10(pts["C"])
-    groups, used = [], np.zeros(len(logC), bool)
-    for i in np.argsort(logC):
-        if used[i]:
-            continue
-        members = np.where(~used & (np.abs(logC - logC[i]) <= decades))[0]
-        used[members] = True
-        if len(np.unique(pts["N"][members])) >= 3:
-            groups.append(members)
-    minima = []
-    for m in groups:
-        x, y = np.log(pts["N"][m]), pts["loss"][m]
-        c2, c1, c0 = np.polyfit(x, y, 2)
-        if c2 <= 0:
-            continue  # no minimum: the profile is not convex
-        x_opt = -c1 / (2 * c2)
-        if not x.min() - 0.5 <= x_opt <= x.max() + 0.5:
-            continue  # the minimum lies outside the sizes tried
-        C = float(np.exp(np.mean(np.log(pts["C"][m]))))
-        minima.append({"C": C, "N_opt": float(np.exp(x_opt)), "loss_opt": float(np.polyval([c2, c1, c0], x_opt)),
-                       "runs": int(len(m)), "parabola": [float(c2), float(c1), float(c0)]})
-    if len(minima) < 2:
-        return {"groups": minima, "a": None, "b": None, "note": "fewer than 2 isoFLOP groups with a minimum"}
-    lc, ln = np.log([g["C"] for g in minima]), np.log([g["N_opt"] for g in minima])
-    a, k = np.polyfit(lc, ln, 1)
-    return {"groups": minima, "a": float(a), "b": float(1 - a), "N_opt_coefficient": float(math.exp(k))}
-
-
 def fit_all(pts: dict, bootstrap: int = 100, budget: float | None = None) -> dict:
+    """Every fit; the Chinchilla law keeps its bootstrap parameter samples under "samples" (not JSON-worthy:
+    fit_to_dir drops them)."""
     chin = fit_chinchilla(pts, bootstrap)
     budget = budget or float(pts["C"].max())
+    iso = approach2(pts, bootstrap=max(bootstrap, 200) if bootstrap else 0)
     return {
         "runs": len(pts["loss"]),
         "chinchilla": chin,
         "compute_optimal": compute_optimal(chin, budget),
         "L_N": fit_single(pts["N"], pts["loss"], "N"),
         "L_D": fit_single(pts["D"], pts["loss"], "D"),
-        "isoflop": fit_isoflop(pts),
+        "isoflop": iso,
+        "approach1": approach1(pts),
+        "agreement": agreement(iso, chin),
     }
+
+
+def agreement(iso: dict, chin: dict) -> dict | None:
+    """Whether approaches 2 and 3 agree on a: each estimate inside the other's 95% interval."""
+    if iso.get("a") is None:
+        return None
+    ci2, ci3 = iso.get("ci", {}).get("a"), chin.get("ci", {}).get("a")
+    inside = lambda x, ci: bool(ci and ci[0] <= x <= ci[1])  # noqa: E731
+    both = inside(iso["a"], ci3) and inside(chin["a"], ci2)
+    return {"a_approach2": iso["a"], "a_approach3": chin["a"], "ci_approach2": ci2, "ci_approach3": ci3,
+            "agree": both, "intervals_overlap": bool(ci2 and ci3 and ci2[0] <= ci3[1] and ci3[0] <= ci2[1])}
 
 
 # --- plots ----------------------------------------------------------------------------------------
@@ -280,21 +284,7 @@ def plot_all(pts: dict, fit: dict, out: Path) -> list[Path]:
     fig.savefig(files[-1], dpi=120)
     plt.close(fig)
 
-    iso = fit.get("isoflop") or {}
-    columns = max(1, math.ceil((len(iso.get("groups", [])) + 1) / 14))  # 14 entries a column fit the height
-    fig, ax = plt.subplots(figsize=(6.5 + 1.3 * columns, 4.5))
-    for g in iso.get("groups", []):
-        xs = np.linspace(math.log(g["N_opt"]) - 1.5, math.log(g["N_opt"]) + 1.5, 50)
-        line = ax.plot(np.exp(xs), np.polyval(g["parabola"], xs), label=f"C = {g['C']:.2g}")
-        ax.plot([g["N_opt"]], [g["loss_opt"]], "o", color=line[0].get_color())
-    ax.scatter(pts["N"], pts["loss"], c="grey", s=12, zorder=3, label="runs")
-    ax.set(xscale="log", xlabel="parameters N", ylabel="loss", title="IsoFLOP profiles")
-    # beside the axes, never over the data, in columns when there are many budgets
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0, ncol=columns)
-    files.append(out / "isoflop.png")
-    fig.tight_layout()
-    fig.savefig(files[-1], dpi=120)
-    plt.close(fig)
+    files.append(plot_isoflop(plt, pts, fit, out / "isoflop.png"))
 
     fig, ax = plt.subplots(figsize=(6.5, 4.0))
     resid = np.log(predict(pts["N"], pts["D"])) - np.log(pts["loss"])
@@ -308,6 +298,67 @@ def plot_all(pts: dict, fit: dict, out: Path) -> list[Path]:
     return files
 
 
+def plot_isoflop(plt, pts: dict, fit: dict, path: Path) -> Path:
+    """Each isoFLOP profile's runs and parabola (solid with its vertex where it has an interior minimum, dotted
+    where not) and, after a study, the held-out run: predicted (star) and measured (cross)."""
+    profiles = (fit.get("isoflop") or {}).get("profiles", [])
+    columns = max(1, math.ceil((len(profiles) + 3) / 14))  # 14 entries a column fit the height
+    fig, ax = plt.subplots(figsize=(6.5 + 1.3 * columns, 4.5))
+    colors = plt.cm.viridis(np.linspace(0, 0.9, max(len(profiles), 1)))
+    for color, g in zip(colors, profiles):
+        N = np.array(g["N"])
+        xs = np.linspace(np.log(N.min()) - 0.3, np.log(N.max()) + 0.3, 60)
+        interior = "N_opt" in g
+        ax.plot(np.exp(xs), np.polyval(g["parabola"], xs), "-" if interior else ":", color=color,
+                label=f"C = {g['C']:.2g}" + ("" if interior else " (no interior min.)"))
+        ax.scatter(N, g["loss"], color=color, s=18, zorder=3)
+        if interior:
+            ax.plot([g["N_opt"]], [g["loss_opt"]], "o", mfc="white", color=color, zorder=4)
+    if p := fit.get("prediction"):
+        ax.plot([p["N"]], [p["loss"]], "*", color="crimson", ms=13, zorder=5, label=f"held-out C = {p['C']:.2g}: predicted")
+        if p.get("measured_loss") is not None:
+            ax.plot([p["N"]], [p["measured_loss"]], "x", color="black", ms=10, mew=2, zorder=6, label="held-out: measured")
+    if not profiles:
+        ax.scatter(pts["N"], pts["loss"], c="grey", s=12, zorder=3, label="runs")
+    ax.set(xscale="log", xlabel="parameters N", ylabel="loss", title="IsoFLOP profiles")
+    # beside the axes, never over the data, in columns when there are many budgets
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0, ncol=columns)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def describe(fit: dict) -> list[str]:
+    """The fits in lines for the terminal and the study report: approach 3 (parametric), approach 2 (isoFLOP
+    parabolas, profile by profile), approach 1 (best run per budget) and whether 2 and 3 agree."""
+    c, o, lines = fit["chinchilla"], fit["compute_optimal"], []
+    ci = lambda k, d: f" [{d['ci'][k][0]:.3f}, {d['ci'][k][1]:.3f}]" if d.get("ci", {}).get(k) else ""  # noqa: E731
+    lines.append(f"{fit['runs']} runs. approach 3: L(N,D) = {c['E']:.3f} + {c['A']:.3g}/N^{c['alpha']:.3f}{ci('alpha', c)}"
+                 f" + {c['B']:.3g}/D^{c['beta']:.3f}{ci('beta', c)}")
+    if c["exponents_at_bound"]:
+        lines.append(f"warning: {', '.join(c['exponents_at_bound'])} at the bound [0, {MAX_EXPONENT}]: the runs do not "
+                     "determine it; the compute-optimal allocation below is not reliable")
+    lines.append(f"approach 3 compute-optimal: N_opt ∝ C^{o['a']:.3f}{ci('a', c)}, D_opt ∝ C^{o['b']:.3f}{ci('b', c)}; "
+                 f"at C = {o['C']:.3g}: N = {o['N_opt']:.3g}, D = {o['D_opt']:.3g}, {o['tokens_per_param']:.1f} tokens/parameter")
+    iso = fit.get("isoflop") or {}
+    for g in iso.get("profiles", []):
+        where = f": N_opt = {g['N_opt']:.3g}, D_opt = {g['D_opt']:.3g}" if "N_opt" in g else ""
+        lines.append(f"  isoFLOP C = {g['C']:.3g} ({g['runs']} runs): {g['status']}{where}")
+    if iso.get("a") is not None:
+        lines.append(f"approach 2: N_opt ∝ C^{iso['a']:.3f}{ci('a', iso)}, D_opt ∝ C^{iso['b']:.3f}{ci('b', iso)} over "
+                     f"{iso['interior_minima']} profiles with an interior minimum")
+    elif iso:
+        lines.append(f"approach 2: no exponent: {iso.get('note', 'no isoFLOP profile with 3+ sizes')}")
+    if a1 := fit.get("approach1"):
+        lines.append(f"approach 1 (best run per budget, coarse): N_opt ∝ C^{a1['a']:.3f}, D_opt ∝ C^{a1['b']:.3f}")
+    if ag := fit.get("agreement"):
+        verdict = ("agree: each a lies in the other's 95% interval" if ag["agree"] else
+                   "overlap in their intervals only" if ag["intervals_overlap"] else "disagree")
+        lines.append(f"approaches 2 and 3 on a: {ag['a_approach2']:.3f} vs {ag['a_approach3']:.3f}: {verdict}")
+    return lines
+
+
 def fit_to_dir(source: str, out: str | Path, params: str = "non_embedding", metric: str = "val/loss",
                bootstrap: int = 100, budget: float | None = None, columns: dict[str, str] | None = None) -> dict:
     """`lit-llm scaling fit`: fits the runs of source, writes out/fit.json and the plots, prints the laws."""
@@ -317,19 +368,11 @@ def fit_to_dir(source: str, out: str | Path, params: str = "non_embedding", metr
             print(f"warning: only {len(np.unique(values))} distinct {name}: the fit cannot identify that term; "
                   "its exponent says nothing", file=sys.stderr)
     fit = fit_all(pts, bootstrap, budget)
+    fit["chinchilla"].pop("samples")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "fit.json").write_text(json.dumps(fit, indent=2))
     files = plot_all(pts, fit, out)
-    c, o = fit["chinchilla"], fit["compute_optimal"]
-    print(f"{fit['runs']} runs. L(N,D) = {c['E']:.3f} + {c['A']:.3g}/N^{c['alpha']:.3f} + {c['B']:.3g}/D^{c['beta']:.3f}")
-    if c["exponents_at_bound"]:
-        print(f"warning: {', '.join(c['exponents_at_bound'])} at the bound [0, {MAX_EXPONENT}]: the runs do not "
-              "determine it; the compute-optimal allocation below is not reliable")
-    print(f"compute-optimal: N_opt ∝ C^{o['a']:.3f}, D_opt ∝ C^{o['b']:.3f}; at C = {o['C']:.3g}: "
-          f"N = {o['N_opt']:.3g}, D = {o['D_opt']:.3g}, {o['tokens_per_param']:.1f} tokens/parameter")
-    iso = fit["isoflop"]
-    if iso and iso.get("a") is not None:
-        print(f"isoFLOP (approach 2): N_opt ∝ C^{iso['a']:.3f} over {len(iso['groups'])} budgets")
+    print("\n".join(describe(fit)))
     print(f"wrote {out / 'fit.json'} and {', '.join(f.name for f in files)}")
     return fit

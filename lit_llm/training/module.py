@@ -77,6 +77,7 @@ class LanguageModel(L.LightningModule):
         n_layer: int = 4,
         n_head: int = 4,
         n_embd: int = 128,
+        aspect_ratio: int = 0,
         n_ff: int = 0,
         norm: Literal["layernorm", "rmsnorm"] = "layernorm",
         pos: Literal["learned", "rope"] = "learned",
@@ -111,6 +112,8 @@ class LanguageModel(L.LightningModule):
             n_layer: Transformer blocks (recurrent: LSTM/GRU layers of width n_embd).
             n_head: attention heads.
             n_embd: model width.
+            aspect_ratio: > 0: the width is aspect_ratio x n_layer instead of n_embd (a shape rule: depth alone
+                sets the size, so a scaling sweep names one integer, model.n_layer; docs/scaling-cpu.md).
             n_ff: feed-forward width (0: 4*n_embd for the GELUs, ~8/3*n_embd for swiglu).
             norm: layernorm (GPT-2) or rmsnorm.
             pos: learned absolute positions (GPT-2) or rope.
@@ -146,6 +149,9 @@ class LanguageModel(L.LightningModule):
         if vocab_size <= 0 or block_size <= 0:
             raise LitLLMError("model.vocab_size and model.block_size are unset: they come from the data module")
         check_optimizer_settings(lr, warmup_steps, weight_decay, beta1, beta2, eps)  # the sizes: GPTConfig
+        if aspect_ratio < 0:
+            raise LitLLMError(f"--model.aspect_ratio must be >= 0 (0: use n_embd), got {aspect_ratio}")
+        n_embd = aspect_ratio * n_layer or n_embd  # hparams keep the arguments: a checkpoint reloads the same width
         self.system = SystemOptions(**system) if isinstance(system, dict) else system or SystemOptions()
         self.save_hyperparameters(ignore=["system"], logger=False)  # the CLI logs the full config, flat
         self.hparams["system"] = asdict(self.system)  # plain types: checkpoints load with weights_only
@@ -311,8 +317,21 @@ class LanguageModel(L.LightningModule):
                                    (hp.beta1, hp.beta2), hp.eps, partial(lr_multiplier, cfg=self.config))
 
     # --- accounting --------------------------------------------------------------------------------------
+    def network(self) -> LanguageNetwork:
+        """The network, or before configure_model a copy on the meta device (shapes only, for counting)."""
+        if self.model is not None:
+            return self.model
+        with torch.device("meta"):
+            return build_model(self.config)
+
     def num_params(self, non_embedding: bool = True) -> int:
-        return self.model.num_params(non_embedding)
+        return self.network().num_params(non_embedding)
+
+    def params_with_head(self) -> int:
+        """Non-embedding parameters plus a tied output head: every weight a token's matmuls use (Porian et
+        al.'s N for scaling laws; the head is a large share of a small model's compute)."""
+        tied_head = self.config.vocab_size * self.config.n_embd if self.config.tie_embeddings else 0
+        return self.num_params(non_embedding=True) + tied_head
 
     def flops_per_token(self) -> int:
-        return self.model.flops_per_token(self.config.block_size)
+        return self.network().flops_per_token(self.config.block_size)

@@ -20,10 +20,14 @@ from lit_llm.training.loggers import define_metrics, wandb_loggers
 
 
 def model_facts(pl_module: L.LightningModule) -> dict:
-    """Parameters (all, and without embeddings), training FLOPs per token, tokens seen and FLOPs so far."""
+    """Parameters (all, without embeddings, and without embeddings but with the output head), training FLOPs
+    per token, tokens seen and FLOPs so far."""
     tokens = int(getattr(pl_module, "tokens_seen", 0))
+    with_head = {"params_with_head": pl_module.params_with_head()} if hasattr(pl_module, "params_with_head") else {}
+    if (config := getattr(pl_module, "config", None)) is not None:  # the shape a sweep's size rule gave
+        with_head.update(n_layer=config.n_layer, n_embd=config.n_embd)
     return {"params": pl_module.num_params(non_embedding=False),
-            "params_non_embedding": pl_module.num_params(non_embedding=True),
+            "params_non_embedding": pl_module.num_params(non_embedding=True), **with_head,
             "flops_per_token": pl_module.flops_per_token(), "tokens_seen": tokens,
             "flops": pl_module.flops_per_token() * tokens}
 
@@ -78,6 +82,9 @@ class RunSummary(Callback):
             epochs = getattr(trainer.datamodule, "epochs_done", lambda: None)()
             if epochs is not None:  # an epoch fit: passes over the training data, whole and in all
                 summary["epochs_completed"], summary["epochs"] = int(epochs), round(epochs, 4)
+            train_tokens = getattr(trainer.datamodule, "train_tokens", lambda: None)()
+            if train_tokens:  # tokens trained on / the train split's: above 1, some data was seen again
+                summary["data_passes"] = round(summary["tokens_seen"] / train_tokens, 4)
             # the last window's figures, and the mean over the run (validation and start-up left out)
             summary["throughput"] = {k.split("/", 1)[-1]: v for k, v in throughput.items()}
             summary["train_seconds"] = round(time.time() - self.start, 2)  # the whole fit, validation included

@@ -1,0 +1,121 @@
+"""Chinchilla's approaches 1 and 2 (Hoffmann et al. 2022, §3.1-3.2) on runs grouped by compute budget.
+
+An isoFLOP profile is the runs of one compute budget C (within `DECADES` of each other in log10 C). Approach 2
+fits a parabola to loss against log N on each profile (and against log D), takes its vertex as N_opt(C)
+(D_opt(C)), and fits the power laws N_opt = k C^a and D_opt = k' C^b through the vertices. A profile counts only
+when its parabola is convex with the vertex strictly inside the sizes it tried: otherwise the optimum is not
+bracketed and the profile says so instead of giving a vertex. The 95% intervals come from a residual
+bootstrap: the parabolas' residuals (pooled over the profiles, scaled by sqrt(n / (n - 3)) for the fitted
+parameters) are resampled onto the fitted values, every parabola and both power laws are refitted, and a
+resample where some profile loses its interior minimum counts as failed (reported).
+Approach 1 here is the crude version final-only runs allow: the best run of each budget and a power law
+through their sizes (no smoothing of training curves, so its sizes are only those tried).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+DECADES = 0.1
+
+
+def profiles(C: np.ndarray, decades: float = DECADES) -> list[np.ndarray]:
+    """Indices of the runs of each compute budget, smallest budget first."""
+    logC, groups, used = np.log10(C), [], np.zeros(len(C), bool)
+    for i in np.argsort(logC):
+        if not used[i]:
+            members = np.where(~used & (np.abs(logC - logC[i]) <= decades))[0]
+            used[members] = True
+            groups.append(members[np.argsort(C[members])])
+    return groups
+
+
+def vertex(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float | None, str]:
+    """Parabola coefficients, the vertex's x (None without an interior minimum) and a status."""
+    coef = np.polyfit(x, y, 2)
+    if coef[0] <= 0:
+        return coef, None, "no minimum: the profile is not convex"
+    x_opt = -coef[1] / (2 * coef[0])
+    if x_opt <= x.min():
+        return coef, None, "no interior minimum: the smallest size tried is best (add smaller models)"
+    if x_opt >= x.max():
+        return coef, None, "no interior minimum: the largest size tried is best (add larger models)"
+    return coef, float(x_opt), "interior minimum"
+
+
+def power_law(C: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Exponent and coefficient of y = k C^a, least squares in log-log."""
+    a, log_k = np.polyfit(np.log(C), np.log(y), 1)
+    return float(a), float(math.exp(log_k))
+
+
+def approach2(pts: dict, bootstrap: int = 1000, seed: int = 0) -> dict:
+    """Parabola per isoFLOP profile, power laws through the vertices, bootstrap intervals."""
+    groups = [g for g in profiles(pts["C"]) if len(np.unique(pts["N"][g])) >= 3]
+    table, used = [], []
+    for g in groups:
+        xN, xD, y = np.log(pts["N"][g]), np.log(pts["D"][g]), pts["loss"][g]
+        coef_n, n_opt, status = vertex(xN, y)
+        coef_d, d_opt, _ = vertex(xD, y)
+        row = {"C": float(np.exp(np.mean(np.log(pts["C"][g])))), "runs": int(len(g)), "status": status,
+               "N": pts["N"][g].tolist(), "loss": y.tolist(), "best_run_N": float(pts["N"][g][np.argmin(y)]),
+               "parabola": coef_n.tolist(), "parabola_D": coef_d.tolist()}
+        if n_opt is not None and d_opt is not None:
+            row.update(N_opt=math.exp(n_opt), D_opt=math.exp(d_opt), loss_opt=float(np.polyval(coef_n, n_opt)))
+            used.append(g)
+        table.append(row)
+    result = {"profiles": table, "interior_minima": len(used), "a": None, "b": None}
+    if len(used) < 2:
+        result["note"] = (f"{len(used)} of {len(table)} isoFLOP profiles have an interior minimum; approach 2 needs "
+                          "at least 2 to give an exponent")
+        return result
+    rows = [r for r in table if "N_opt" in r]
+    Cs = np.array([r["C"] for r in rows])
+    a, k_n = power_law(Cs, np.array([r["N_opt"] for r in rows]))
+    b, k_d = power_law(Cs, np.array([r["D_opt"] for r in rows]))
+    samples, failed = bootstrap_exponents(pts, used, Cs, bootstrap, seed)
+    result.update(a=a, b=b, N_opt_coefficient=k_n, D_opt_coefficient=k_d, bootstrap=bootstrap,
+                  bootstrap_failed=failed)
+    if len(samples) >= 20:
+        result["ci"] = {name: [float(np.percentile(samples[:, i], 2.5)), float(np.percentile(samples[:, i], 97.5))]
+                        for i, name in enumerate(("a", "b"))}
+    return result
+
+
+def bootstrap_exponents(pts: dict, used: list[np.ndarray], Cs: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, int]:
+    """(a, b) of each residual-bootstrap resample, and the number of resamples that lost a vertex."""
+    fits = []
+    for g in used:
+        xN, xD, y = np.log(pts["N"][g]), np.log(pts["D"][g]), pts["loss"][g]
+        fitted = np.polyval(np.polyfit(xN, y, 2), xN)
+        fits.append((xN, xD, fitted, (y - fitted) * math.sqrt(len(g) / max(len(g) - 3, 1))))
+    pool = np.concatenate([f[3] for f in fits])
+    rng, samples, failed = np.random.default_rng(seed), [], 0
+    for _ in range(n):
+        n_opt, d_opt = [], []
+        for xN, xD, fitted, _ in fits:
+            y = fitted + rng.choice(pool, len(fitted))
+            n_opt.append(vertex(xN, y)[1])
+            d_opt.append(vertex(xD, y)[1])
+        if any(v is None for v in n_opt + d_opt):
+            failed += 1
+            continue
+        samples.append((power_law(Cs, np.exp(n_opt))[0], power_law(Cs, np.exp(d_opt))[0]))
+    return np.array(samples).reshape(-1, 2), failed
+
+
+def approach1(pts: dict) -> dict | None:
+    """The best run of each budget; a power law through their sizes when 3+ budgets have one."""
+    rows = []
+    for g in profiles(pts["C"]):
+        best = g[np.argmin(pts["loss"][g])]
+        rows.append({"C": float(pts["C"][best]), "N": float(pts["N"][best]), "D": float(pts["D"][best]),
+                     "loss": float(pts["loss"][best]), "runs": int(len(g))})
+    if len(rows) < 3:
+        return None
+    a, _ = power_law(np.array([r["C"] for r in rows]), np.array([r["N"] for r in rows]))
+    b, _ = power_law(np.array([r["C"] for r in rows]), np.array([r["D"] for r in rows]))
+    return {"best_runs": rows, "a": a, "b": b,
+            "note": "best run per budget (sizes only those tried): a coarse check, no interval"}

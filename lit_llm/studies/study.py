@@ -1,0 +1,208 @@
+"""`lit-llm scaling study FILE`: a whole scaling study from sweep files, resumable.
+
+A study file (sweeps/scaling-cpu/study.yaml) names W&B sweep files beside it, the same ones `wandb agent`
+runs, and the held-out budget:
+
+    name: scaling-cpu
+    parallel: 2                      # runs at a time
+    tune: tune.yaml                  # a grid over model.lr (and width): the best lr at the smallest width
+    isoflop: [isoflop-1.yaml, ...]   # one grid over sizes per compute budget (--max_flops)
+    holdout: {max_flops: 1.9e13}     # a budget left out of the fit: its compute-optimal run is predicted, then run
+
+Stages: (1) tune: run tune.yaml, pick the best learning rate per width (parabola vertex in log lr when the grid
+brackets it, else the grid's best) and use the smallest width's for every later run (µP transfers it across
+width; the other widths' best show how well); (2) isoflop: run every isoFLOP sweep with that lr; (3) fit:
+approaches 1, 2 and 3 on those runs (`scaling.fit_all`); (4) predict: the law of approach 3 picks the size of
+the sizes tried with the lowest predicted loss at the held-out budget, and gives its loss; (5) holdout: run
+it (written as holdout.yaml, a sweep file too) and compare; (6) report: study.json, report.md and the figures.
+Each sweep keeps its own state, so a study that is stopped and started again re-runs nothing that finished.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from lit_llm.errors import LitLLMError, yaml_problem
+from lit_llm.studies.isoflop import vertex
+from lit_llm.studies.runs import fit_summaries
+from lit_llm.studies.scaling import describe, fit_all, law_loss, load_points, plot_all
+from lit_llm.studies.sweep import SweepRunner, load_sweep
+
+PARAMS = "with_head"  # N: the weights a token's matmuls use (non-embedding + the output head)
+
+
+def load_study(path: Path) -> dict:
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise LitLLMError(f"cannot read study file {path}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        raise LitLLMError(f"study file {path} is not valid YAML: {yaml_problem(err)}") from None
+    if not isinstance(spec, dict) or not spec.get("tune") or not spec.get("isoflop"):
+        raise LitLLMError(f"study file {path} needs `tune: FILE` and `isoflop: [FILE, ...]` (sweep files beside it)")
+    if not isinstance(spec.get("holdout"), dict) or not spec["holdout"].get("max_flops"):
+        raise LitLLMError(f"study file {path} needs `holdout: {{max_flops: C}}`, the budget left out of the fit")
+    for name in [spec["tune"], *spec["isoflop"]]:
+        load_sweep(path.parent / name)  # every sweep file is checked before anything runs
+    return spec
+
+
+def best_lr(lrs: list[float], losses) -> float:
+    """The vertex of a parabola in log lr through the best grid point and its neighbours, else the best point."""
+    i = int(np.argmin(losses))
+    if 0 < i < len(lrs) - 1:
+        x = np.log(lrs[i - 1:i + 2])
+        _, x_opt, _ = vertex(x, np.asarray(losses[i - 1:i + 2], dtype=float))
+        if x_opt is not None:
+            return float(np.exp(x_opt))
+    return float(lrs[i])
+
+
+class Study:
+    def __init__(self, path: str, out: str | None, parallel: int | None = None, bootstrap: int = 100) -> None:
+        self.path = Path(path)
+        self.spec = load_study(self.path)
+        self.name = self.spec.get("name") or self.path.parent.name
+        self.out = Path(out or Path("runs") / "studies" / self.name)
+        self.parallel = parallel or int(self.spec.get("parallel", 1))
+        self.bootstrap = bootstrap
+        self.record: dict = {"name": self.name, "study_file": str(self.path), "seconds": {}}
+
+    def sweep(self, file: str | Path, out: Path, extra: list[str]) -> Path:
+        runner = SweepRunner(str(file), str(out), None, self.parallel, False, 0, extra)
+        if runner.run() != 0:
+            raise LitLLMError(f"sweep {file} has failed runs (their output.log is in {out}); fix the cause and run "
+                              f"the study again: finished runs are kept")
+        return out
+
+    def timed(self, stage: str, fn, *args):
+        start = time.time()
+        print(f"== {self.name}: {stage}", flush=True)
+        result = fn(*args)
+        self.record["seconds"][stage] = round(time.time() - start, 1)
+        return result
+
+    def run(self) -> int:
+        start = time.time()
+        lr = self.timed("tune", self.tune)
+        extra = [f"--model.lr={lr:.4g}"]
+        self.record["extra_args"] = extra
+        iso_dirs = self.timed("isoflop", lambda: [self.sweep(self.path.parent / f, self.out / Path(f).stem, extra)
+                                                  for f in self.spec["isoflop"]])
+        pts = load_points([str(d) for d in iso_dirs], PARAMS)
+        fit = self.timed("fit", fit_all, pts, self.bootstrap)
+        prediction = self.predict(fit, pts)
+        measured = self.timed("holdout", self.holdout, prediction, extra)
+        prediction.update(measured)
+        prediction["relative_error"] = measured["measured_loss"] / prediction["loss"] - 1
+        fit["prediction"] = prediction
+        self.record["seconds"]["total"] = round(time.time() - start, 1)
+        self.report(fit, pts)
+        return 0
+
+    # --- stages ----------------------------------------------------------------------------------------
+    def tune(self) -> float:
+        """The lr with the lowest val loss averaged over the tuned widths (under µP one lr should serve all):
+        the vertex of a parabola in log lr through the grid's best and its two neighbours, or the grid's best
+        where those do not bracket a minimum. Each width's own best (found the same way) is recorded: under µP
+        they agree, which is what the study checks."""
+        out = self.sweep(self.path.parent / self.spec["tune"], self.out / "tune", [])
+        losses: dict[int, dict[float, float]] = {}
+        for _, s in fit_summaries(out):
+            if s.get("val/loss") is not None and s.get("n_embd"):
+                losses.setdefault(int(s["n_embd"]), {})[float(s["config"]["model.lr"])] = float(s["val/loss"])
+        lrs = sorted(set.intersection(*(set(v) for v in losses.values()))) if losses else []
+        if len(lrs) < 2:
+            raise LitLLMError(f"the tuning sweep in {out} needs finished runs at 2+ learning rates shared by every width")
+        rows = {w: {"lr": lrs, "val_loss": [v[lr] for lr in lrs], "best_lr": best_lr(lrs, [v[lr] for lr in lrs])}
+                for w, v in sorted(losses.items())}
+        mean = np.mean([r["val_loss"] for r in rows.values()], axis=0)
+        lr, base, widest = best_lr(lrs, mean), min(rows), max(rows)
+        self.record["tune"] = {"widths": rows, "mean_val_loss": mean.tolist(), "lr": lr, "base_width": base,
+                               "best_lr_ratio_widest_to_base": rows[widest]["best_lr"] / rows[base]["best_lr"]}
+        print(f"tuned lr {lr:.4g} (best on average over widths {', '.join(map(str, rows))}); each width's best: "
+              + ", ".join(f"{w}: {r['best_lr']:.4g}" for w, r in rows.items()), flush=True)
+        return lr
+
+    def predict(self, fit: dict, pts: dict) -> dict:
+        """The size (of those tried) with the lowest loss the law predicts at the held-out budget."""
+        C = float(self.spec["holdout"]["max_flops"])
+        law = fit["chinchilla"]
+        shapes = {s["n_layer"]: s for s in pts["shapes"]}
+        candidates = []
+        for n_layer, s in sorted(shapes.items()):
+            D = C / s["flops_per_token"]
+            candidates.append({"n_layer": n_layer, "N": s["N"], "D": D, "loss": law_loss(law, s["N"], D),
+                               "interval": [float(np.percentile([law_loss(p, s["N"], D) for p in law["samples"]], q))
+                                            for q in (2.5, 97.5)] if law.get("samples") else None})
+        best = min(candidates, key=lambda c: c["loss"])
+        iso = fit["isoflop"]
+        prediction = {"C": C, "n_layer": best["n_layer"], "N": best["N"], "D": best["D"], "loss": best["loss"],
+                      "interval": best["interval"], "candidates": candidates,
+                      "at_edge_of_sizes_tried": best["n_layer"] in (min(shapes), max(shapes)),
+                      "N_opt_approach2": iso["N_opt_coefficient"] * C ** iso["a"] if iso.get("a") is not None else None}
+        print(f"prediction at C = {C:.3g}: n_layer {best['n_layer']} (N = {best['N']:.3g}, D = {best['D']:.3g}), "
+              f"loss {best['loss']:.4f}", flush=True)
+        return prediction
+
+    def holdout(self, prediction: dict, extra: list[str]) -> dict:
+        template = load_sweep(self.path.parent / self.spec["isoflop"][-1])
+        sweep = {**template, "name": f"{self.name}-holdout", "method": "grid",
+                 "parameters": {"model.n_layer": {"value": prediction["n_layer"]},
+                                "max_flops": {"value": prediction["C"]}}}
+        out = self.out / "holdout"
+        out.mkdir(parents=True, exist_ok=True)
+        file = out / "holdout.yaml"
+        file.write_text("# written by lit-llm scaling study: the predicted compute-optimal run at the held-out budget\n"
+                        + yaml.safe_dump(sweep, sort_keys=False))
+        self.sweep(file, out, extra)
+        pts = load_points(str(out), PARAMS, minimum=1)
+        return {"measured_loss": float(pts["loss"][0]), "measured_C": float(pts["C"][0]), "measured_N": float(pts["N"][0])}
+
+    # --- output ----------------------------------------------------------------------------------------
+    def report(self, fit: dict, pts: dict) -> None:
+        fit_dir = self.out / "fit"
+        fit_dir.mkdir(parents=True, exist_ok=True)
+        law = fit["chinchilla"]
+        law.pop("samples", None)
+        (fit_dir / "fit.json").write_text(json.dumps(fit, indent=2))
+        figures = plot_all(pts, fit, fit_dir)
+        self.record.update(fit=str(fit_dir / "fit.json"), figures=[str(f) for f in figures])
+        (self.out / "study.json").write_text(json.dumps(self.record, indent=2))
+        (self.out / "report.md").write_text(self.markdown(fit))
+        print("\n".join(describe(fit)))
+        p = fit["prediction"]
+        print(f"held-out C = {p['C']:.3g}: predicted {p['loss']:.4f}, measured {p['measured_loss']:.4f} "
+              f"({100 * p['relative_error']:+.2f}%)")
+        print(f"wrote {self.out / 'report.md'}, {self.out / 'study.json'}, {fit_dir / 'fit.json'} and {len(figures)} "
+              f"figures; {self.record['seconds']['total'] / 60:.1f} min", flush=True)
+
+    def markdown(self, fit: dict) -> str:
+        """report.md: the tuning, the profiles, the three approaches and the held-out prediction."""
+        t, p, sec = self.record["tune"], fit["prediction"], self.record["seconds"]
+        lines = [f"# Scaling study {self.name}", "", f"Study file `{self.path}`; every run's command and output under "
+                 f"`{self.out}`. Wall clock: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in sec.items()) + ".", "",
+                 "## Learning rate (stage 1)", "", "| width | best lr | " + " | ".join(
+                     f"{lr:.3g}" for lr in t["widths"][t["base_width"]]["lr"]) + " |",
+                 "| --- | --- |" + " --- |" * len(t["widths"][t["base_width"]]["lr"])]
+        for width, row in t["widths"].items():
+            lines.append(f"| {width} | {row['best_lr']:.3g} | " + " | ".join(f"{v:.4f}" for v in row["val_loss"]) + " |")
+        lines += ["", f"Used: lr {t['lr']:.4g} (width {t['base_width']}); best lr at the widest / at the base width: "
+                  f"{t['best_lr_ratio_widest_to_base']:.2f}.", "", "## Fits (stages 2-3)", "", "```",
+                  *describe(fit), "```", "", "![isoFLOP profiles](fit/isoflop.png)", "",
+                  "## Held-out prediction (stages 4-5)", "",
+                  f"Fitted without it, approach 3's law picks n_layer {p['n_layer']} (N = {p['N']:.3g}, D = {p['D']:.3g}) "
+                  f"as compute-optimal at C = {p['C']:.3g} and predicts val loss **{p['loss']:.4f}**"
+                  + (f" (bootstrap 95%: {p['interval'][0]:.4f}-{p['interval'][1]:.4f})" if p.get("interval") else "")
+                  + f"; the run measured **{p['measured_loss']:.4f}**: {100 * p['relative_error']:+.2f}%.", "",
+                  "| n_layer | N | D | predicted loss |", "| --- | --- | --- | --- |"]
+        lines += [f"| {c['n_layer']} | {c['N']:.3g} | {c['D']:.3g} | {c['loss']:.4f} |" for c in p["candidates"]]
+        if p["at_edge_of_sizes_tried"]:
+            lines += ["", "Note: the predicted size is the smallest or largest tried; the optimum may lie beyond it."]
+        return "\n".join(lines) + "\n"

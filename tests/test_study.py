@@ -1,0 +1,112 @@
+"""`lit-llm scaling study`: the stages run from sweep files, the tuned lr reaches every later run, the held-out
+run is the predicted one, the report is written, and a second invocation re-runs nothing. Also the pieces a
+study stands on: --max_flops and the depth-sets-width shape rule (--model.aspect_ratio)."""
+
+import json
+import math
+
+import pytest
+import yaml
+
+from lit_llm.cli.main import main
+from lit_llm.studies.runs import fit_summaries
+
+COMMAND = ["${env}", "${interpreter}", "-m", "lit_llm", "fit", "--config", "base.yaml", "${args}"]
+
+
+def sweep_file(path, name, parameters):
+    path.write_text(yaml.safe_dump({"name": name, "method": "grid", "metric": {"name": "val/loss", "goal": "minimize"},
+                                    "parameters": parameters, "command": COMMAND}))
+    return path.name
+
+
+def write_study(tmp_path, corpus):
+    (tmp_path / "base.yaml").write_text(f"""
+model: {{n_layer: 1, aspect_ratio: 8, n_head: 2, parametrization: mup, mup_base_width: 8, warmup_steps: 2}}
+data: {{corpus: {corpus}, tokenizer: char, block_size: 16, batch_size: 4}}
+trainer: {{val_check_interval: 100000, enable_progress_bar: false, enable_model_summary: false, limit_val_batches: 4}}
+wandb: {{mode: disabled}}
+""")
+    tune = sweep_file(tmp_path / "tune.yaml", "t-tune", {"model.lr": {"values": [3e-3, 1e-2, 3e-2]},
+                                                          "model.n_layer": {"value": 1}, "max_tokens": {"value": 2000}})
+    iso = [sweep_file(tmp_path / f"iso-{i}.yaml", f"t-iso-{i}", {"model.n_layer": {"values": [1, 2, 3]},
+                                                                 "max_flops": {"value": c}})
+           for i, c in enumerate((2e8, 4e8))]
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump({"name": "t", "parallel": 2, "tune": tune, "isoflop": iso,
+                                                         "holdout": {"max_flops": 8e8}}))
+    return tmp_path / "study.yaml"
+
+
+@pytest.mark.slow
+def test_study_runs_every_stage_and_resumes_without_rerunning(tiny_text, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the sweep commands name base.yaml relative to the working directory
+    study, out = write_study(tmp_path, tiny_text), tmp_path / "out"
+    assert main(["scaling", "study", str(study), "--out", str(out), "--bootstrap", "20"]) == 0
+    printed = capsys.readouterr().out
+    record = json.loads((out / "study.json").read_text())
+    fit = json.loads((out / "fit" / "fit.json").read_text())
+    tune = record["tune"]
+    row = tune["widths"]["8"]  # one width: the mean over widths is its loss
+    assert list(tune["widths"]) == ["8"] and row["lr"] == [3e-3, 1e-2, 3e-2] and tune["mean_val_loss"] == row["val_loss"]
+    i = row["val_loss"].index(min(row["val_loss"]))  # the grid's best, or a vertex between its neighbours
+    assert tune["lr"] == row["lr"][i] or row["lr"][max(i - 1, 0)] < tune["lr"] < row["lr"][min(i + 1, 2)]
+    iso_runs = [s for d in ("iso-0", "iso-1") for _, s in fit_summaries(out / d)]
+    assert len(iso_runs) == 6 and all(s["config"]["model.lr"] == pytest.approx(tune["lr"], rel=1e-3) for s in iso_runs)
+    for s in iso_runs:  # each run spent its budget: within one step of it
+        budget = 2e8 if "iso-0" in s["config"]["trainer.default_root_dir"] else 4e8
+        assert budget <= s["flops"] < budget + s["flops_per_token"] * 64
+        assert s["n_embd"] == 8 * s["n_layer"]
+    p = fit["prediction"]
+    holdout = [s for _, s in fit_summaries(out / "holdout")]
+    assert len(holdout) == 1 and holdout[0]["n_layer"] == p["n_layer"]
+    assert p["measured_loss"] == pytest.approx(holdout[0]["val/loss"])
+    assert p["relative_error"] == pytest.approx(p["measured_loss"] / p["loss"] - 1)
+    chosen = min(p["candidates"], key=lambda c: c["loss"])
+    assert chosen["n_layer"] == p["n_layer"] and sorted(c["n_layer"] for c in p["candidates"]) == [1, 2, 3]
+    assert {"runs", "chinchilla", "compute_optimal", "L_N", "L_D", "isoflop", "approach1", "prediction"} <= set(fit)
+    report = (out / "report.md").read_text()
+    assert f"{p['measured_loss']:.4f}" in report and "approach 3" in report and "isoFLOP C =" in report
+    assert (out / "fit" / "isoflop.png").stat().st_size > 10_000 and "held-out C = 8e+08" in printed
+    stamps = {str(path): path.stat().st_mtime_ns for path in out.rglob("summary.json")}
+    assert main(["scaling", "study", str(study), "--out", str(out), "--bootstrap", "20"]) == 0
+    assert capsys.readouterr().out.count("[skip]") == 3 + 6 + 1
+    assert {str(path): path.stat().st_mtime_ns for path in out.rglob("summary.json")} == stamps
+
+
+def test_a_study_file_without_a_holdout_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "study.yaml").write_text("tune: t.yaml\nisoflop: [i.yaml]\n")
+    assert main(["scaling", "study", str(tmp_path / "study.yaml")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "needs `holdout: {max_flops: C}`" in err and len(err.splitlines()) == 1
+
+
+def test_max_flops_sets_the_steps_from_the_models_flops_per_token(tiny_text):
+    from lit_llm.cli.lm import LitLLMCLI
+    from lit_llm.data.datamodule import TextDataModule
+    from lit_llm.training.module import LanguageModel
+
+    args = ["--data.corpus", str(tiny_text), "--data.tokenizer", "char", "--data.block_size", "16",
+            "--data.batch_size", "4", "--model.n_layer", "3", "--model.aspect_ratio", "8", "--model.n_head", "2",
+            "--max_flops", "1e9", "--wandb.mode=disabled"]
+    cli = LitLLMCLI(LanguageModel, TextDataModule, run=False, args=args, trainer_defaults={"logger": False})
+    model = cli.model
+    assert model.config.n_embd == 24 and model.hparams.aspect_ratio == 8  # width = aspect_ratio x depth
+    cfg = model.config
+    n_matmul = model.num_params(non_embedding=True) + cfg.vocab_size * cfg.n_embd  # the tied head
+    assert model.params_with_head() == n_matmul
+    fpt = 6 * n_matmul + 12 * cfg.n_layer * cfg.n_embd * 16
+    assert model.flops_per_token() == fpt
+    cli.after_trainer(cli.trainer)
+    assert cli.trainer.max_steps == math.ceil(1e9 / fpt / (4 * 16))
+
+
+@pytest.mark.parametrize("extra, message", [(["--max_flops", "-1"], "--max_flops must be positive"),
+                                             (["--max_flops", "1e9", "--max_tokens", "1e4"], "not given with --max_tokens"),
+                                             (["--model.aspect_ratio", "-2"], "--model.aspect_ratio must be >= 0")])
+def test_bad_budget_and_shape_options_are_one_line_errors(tiny_text, tmp_path, capsys, extra, message):
+    args = ["fit", "--data.corpus", str(tiny_text), "--data.tokenizer", "char", "--data.block_size", "16",
+            "--model.n_layer", "1", "--model.n_embd", "16", "--trainer.default_root_dir", str(tmp_path),
+            "--wandb.mode", "disabled", *extra]
+    assert main(args) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert message in err[-1] and not any("Traceback" in line for line in err)
