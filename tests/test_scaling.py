@@ -232,3 +232,18 @@ def test_isoflop_legend_stays_off_the_data_with_many_budgets(tmp_path, monkeypat
     legend = ax.get_legend().get_window_extent(renderer)
     assert not legend.overlaps(ax.get_window_extent(renderer))  # outside the axes, so off every point
     assert legend.x1 <= fig.bbox.x1 + 1 and legend.y0 >= fig.bbox.y0 - 1  # and inside the saved figure
+
+
+def test_counted_frontier_equals_the_closed_form_when_flops_are_6N_and_shifts_with_attention():
+    """With flops_per_token = 6N the numeric frontier is Chinchilla's closed form; an attention term that
+    weighs more on small models (as at small widths) makes small models dearer, which pushes N_opt up most at
+    the small budgets, where the optimum is small: N_opt grows more slowly with C."""
+    from lit_llm.studies.scaling import counted_frontier
+
+    Cs = np.logspace(20, 22, 3)
+    sizes = np.logspace(8, 10.5, 6)
+    plain = counted_frontier(TRUE, [{"N": n, "flops_per_token": 6 * n} for n in sizes], Cs)
+    assert plain["a"] == pytest.approx(compute_optimal(TRUE, 1e21)["a"], abs=0.005)
+    assert plain["N_opt"][1] == pytest.approx(compute_optimal(TRUE, 1e21)["N_opt"], rel=0.01)
+    attention = counted_frontier(TRUE, [{"N": n, "flops_per_token": 6 * n + 3e6 * n ** (1 / 3)} for n in sizes], Cs)
+    assert attention["N_opt"][0] > plain["N_opt"][0] and attention["a"] < plain["a"] - 0.01

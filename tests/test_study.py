@@ -40,6 +40,7 @@ wandb: {{mode: disabled}}
 @pytest.mark.slow
 def test_study_runs_every_stage_and_resumes_without_rerunning(tiny_text, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the sweep commands name base.yaml relative to the working directory
+    monkeypatch.setenv("LIT_LLM_CACHE", str(tmp_path / "cache"))
     study, out = write_study(tmp_path, tiny_text), tmp_path / "out"
     assert main(["scaling", "study", str(study), "--out", str(out), "--bootstrap", "20"]) == 0
     printed = capsys.readouterr().out
@@ -51,11 +52,13 @@ def test_study_runs_every_stage_and_resumes_without_rerunning(tiny_text, tmp_pat
     i = row["val_loss"].index(min(row["val_loss"]))  # the grid's best, or a vertex between its neighbours
     assert tune["lr"] == row["lr"][i] or row["lr"][max(i - 1, 0)] < tune["lr"] < row["lr"][min(i + 1, 2)]
     iso_runs = [s for d in ("iso-0", "iso-1") for _, s in fit_summaries(out / d)]
+    meta = next(path for path in (tmp_path / "cache").rglob("meta.json"))
+    train = json.loads(meta.read_text())["splits"]["train"]["tokens"]
     assert len(iso_runs) == 6 and all(s["config"]["model.lr"] == pytest.approx(tune["lr"], rel=1e-3) for s in iso_runs)
     for s in iso_runs:  # each run spent its budget: within one step of it
         budget = 2e8 if "iso-0" in s["config"]["trainer.default_root_dir"] else 4e8
         assert budget <= s["flops"] < budget + s["flops_per_token"] * 64
-        assert s["n_embd"] == 8 * s["n_layer"]
+        assert s["n_embd"] == 8 * s["n_layer"] and s["data_passes"] == pytest.approx(s["tokens_seen"] / train, rel=1e-3)
     p = fit["prediction"]
     holdout = [s for _, s in fit_summaries(out / "holdout")]
     assert len(holdout) == 1 and holdout[0]["n_layer"] == p["n_layer"]
@@ -67,9 +70,13 @@ def test_study_runs_every_stage_and_resumes_without_rerunning(tiny_text, tmp_pat
     report = (out / "report.md").read_text()
     assert f"{p['measured_loss']:.4f}" in report and "approach 3" in report and "isoFLOP C =" in report
     assert (out / "fit" / "isoflop.png").stat().st_size > 10_000 and "held-out C = 8e+08" in printed
+    assert main(["report", str(out), "--out", str(tmp_path / "html")]) == 0  # the HTML report shows the study
+    page = (tmp_path / "html" / "report.html").read_text()
+    assert "Held-out prediction" in page and f"measured {p['measured_loss']:.4f}" in page
     stamps = {str(path): path.stat().st_mtime_ns for path in out.rglob("summary.json")}
     assert main(["scaling", "study", str(study), "--out", str(out), "--bootstrap", "20"]) == 0
     assert capsys.readouterr().out.count("[skip]") == 3 + 6 + 1
+    assert len(json.loads((out / "study.json").read_text())["invocations"]) == 2
     assert {str(path): path.stat().st_mtime_ns for path in out.rglob("summary.json")} == stamps
 
 

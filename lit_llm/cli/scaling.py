@@ -25,7 +25,7 @@ def parse_columns(spec: str | None) -> dict[str, str]:
 def main(args: list[str]) -> int:
     parser = ArgumentParser(prog="lit-llm scaling", description=__doc__.splitlines()[0])
     parser.add_argument("action", type=str, help="fit (laws from runs) or study (run a study file, then fit)")
-    parser.add_argument("input", type=str, help="fit: a sweep directory (run summaries), a CSV (N, D, loss), or "
+    parser.add_argument("input", type=str, nargs="+", help="fit: sweep directories (run summaries), a CSV (N, D, loss), or "
                                                 "wandb:ENTITY/PROJECT/SWEEP_ID (online); study: a study file "
                                                 "(sweeps/scaling-cpu/study.yaml)")
     parser.add_argument("--out", type=str | None, default=None,
@@ -43,10 +43,12 @@ def main(args: list[str]) -> int:
     if cfg.action == "study":
         from lit_llm.studies.study import Study  # imported here: only a study runs sweeps
 
-        return Study(cfg.input, cfg.out, cfg.parallel, cfg.bootstrap).run()
+        if len(cfg.input) != 1:
+            raise LitLLMError(f"`lit-llm scaling study` takes one study file, got {len(cfg.input)}")
+        return Study(cfg.input[0], cfg.out, cfg.parallel, cfg.bootstrap).run()
     if cfg.action != "fit":
         raise LitLLMError(f"unknown action {cfg.action!r}: use `lit-llm scaling fit INPUT --out DIR` or "
                           "`lit-llm scaling study STUDY.yaml`")
-    fit_to_dir(cfg.input, cfg.out or "scaling", cfg.params, cfg.metric, cfg.bootstrap, cfg.budget,
+    fit_to_dir(cfg.input if len(cfg.input) > 1 else cfg.input[0], cfg.out or "scaling", cfg.params, cfg.metric, cfg.bootstrap, cfg.budget,
                parse_columns(cfg.columns))
     return 0

@@ -31,8 +31,8 @@ import numpy as np
 
 from lit_llm.errors import LitLLMError
 from lit_llm.studies.report_html import SORT_SCRIPT, STYLE, evaluations_table, runs_table, samples_section
-from lit_llm.studies.runs import Run, find_runs, find_sweeps, sweep_name
-from lit_llm.studies.scaling import MAX_EXPONENT, fit_all, load_points, plot_all
+from lit_llm.studies.runs import STUDY, Run, find_runs, find_sweeps, sweep_name
+from lit_llm.studies.scaling import MAX_EXPONENT, describe, fit_all, load_points, plot_all
 
 REPORT_NAME = "report.html"
 # config keys worth showing when they differ between runs (paths and names never are)
@@ -182,7 +182,10 @@ def position_section(runs: list[Run]) -> str:
 
 # --- sections -------------------------------------------------------------------------------------
 def scaling_sections(root: Path, bootstrap: int) -> list[str]:
-    """The scaling fit of every sweep under root (lit_llm.studies.scaling's loading, fit and plots), or why not."""
+    """The scaling fit of every sweep under root (lit_llm.studies.scaling's loading, fit and plots), or why not;
+    for the directory of a `lit-llm scaling study`, the study's own fit and held-out prediction."""
+    if (root / STUDY).exists():
+        return study_section(root)
     sweeps = find_sweeps(root)
     if not sweeps:
         return ["<p class=note>No scaling fit: no sweep under this directory (a <code>sweep-state.json</code> "
@@ -220,6 +223,22 @@ def scaling_sections(root: Path, bootstrap: int) -> list[str]:
         figs = "".join(f'<img alt="scaling {i}" src="data:image/png;base64,{b}">' for i, b in enumerate(images))
         out.append(f"<h3>Sweep {name}</h3><p>{text}</p><div class=row>{figs}</div>")
     return out
+
+
+def study_section(root: Path) -> list[str]:
+    """A study's fits as `lit-llm scaling study` wrote them (fit/fit.json, its figures) and its prediction."""
+    try:
+        fit = json.loads((root / "fit" / "fit.json").read_text())
+    except (OSError, ValueError):
+        return [f"<p class=note>Study in {html.escape(str(root))}: no fit yet (fit/fit.json is written at its end).</p>"]
+    text = f"<pre>{html.escape(chr(10).join(describe(fit)))}</pre>"
+    if (p := fit.get("prediction")) and p.get("measured_loss") is not None:
+        text += (f"<p><b>Held-out prediction</b> at C = {p['C']:.3g} FLOPs (a budget the fit did not see): n_layer "
+                 f"{p['n_layer']} (N = {p['N']:.3g}, D = {p['D']:.3g}), predicted val loss {p['loss']:.4f}, measured "
+                 f"{p['measured_loss']:.4f} ({100 * p['relative_error']:+.2f}%).</p>")
+    figs = "".join(f'<img alt="{f.stem}" src="data:image/png;base64,{base64.b64encode(f.read_bytes()).decode()}">'
+                   for f in sorted((root / "fit").glob("*.png")))
+    return [f"<h3>Study {html.escape(root.name)}</h3>{text}<div class=row>{figs}</div>"]
 
 
 def render(root: Path, bootstrap: int) -> tuple[str, int]:

@@ -3,8 +3,8 @@
 A run's log directory (`lightning_logs/version_N/`) holds `summary.json` (written after fit, validate and
 test), `metrics.csv`, the samples `samples.jsonl`/`predictions.jsonl` and, with --model.loss_by_position,
 `loss_by_position.csv` (the last validation's mean loss at each position of the context); a sweep directory holds
-`sweep-state.json` (written by `lit-llm sweep`) beside one root per run. Only this module knows those
-names and how a fit's summary differs from that of a `validate`/`test` of a checkpoint.
+`sweep-state.json` (written by `lit-llm sweep`) beside one root per run; a study directory (`lit-llm scaling study`)
+holds `study.json` beside its sweeps. Only this module knows those names and how a fit's summary differs from that of a `validate`/`test` of a checkpoint.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ SUMMARY = "summary.json"
 METRICS = "metrics.csv"
 LOSS_BY_POSITION = "loss_by_position.csv"  # columns position, loss, tokens
 SWEEP_STATE = "sweep-state.json"
+STUDY = "study.json"  # written by `lit-llm scaling study` beside its sweeps (fit/fit.json, report.md)
 
 
 # --- summaries ------------------------------------------------------------------------------------

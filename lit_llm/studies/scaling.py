@@ -229,12 +229,42 @@ def fit_single(x: np.ndarray, loss: np.ndarray, name: str) -> dict | None:
             "points": {name: xs.tolist(), "loss": best.tolist()}}
 
 
+def counted_frontier(law: dict, shapes: list[dict], Cs: np.ndarray) -> dict | None:
+    """Approach 3's compute-optimal frontier with compute as the runs counted it, C = flops_per_token(N) x D
+    (attention and head included), not 6ND: for small widths attention is a large, size-dependent share, so
+    the closed form a = beta/(alpha+beta) would not be comparable with approach 2's. flops_per_token(N)
+    follows the sizes tried (a quadratic in log-log through them, extended a decade each way); N_opt(C)
+    minimises L(N, C / flops_per_token(N)) on a fine grid; a and b are the slopes over the budgets Cs."""
+    if len(shapes) < 3:
+        return None
+    logN = np.log([s["N"] for s in shapes])
+    coef = np.polyfit(logN, np.log([s["flops_per_token"] for s in shapes]), 2)
+    grid = np.linspace(logN.min() - 1, logN.max() + 1, 4000)
+    N, fpt = np.exp(grid), np.exp(np.polyval(coef, grid))
+    n_opt = []
+    for C in Cs:
+        losses = law["E"] + law["A"] / N ** law["alpha"] + law["B"] / (C / fpt) ** law["beta"]
+        n_opt.append(N[np.argmin(losses)])
+    n_opt = np.array(n_opt)
+    d_opt = Cs / np.exp(np.polyval(coef, np.log(n_opt)))
+    a = np.polyfit(np.log(Cs), np.log(n_opt), 1)[0]
+    b = np.polyfit(np.log(Cs), np.log(d_opt), 1)[0]
+    return {"a": float(a), "b": float(b), "C": Cs.tolist(), "N_opt": n_opt.tolist(), "D_opt": d_opt.tolist()}
+
+
 def fit_all(pts: dict, bootstrap: int = 100, budget: float | None = None) -> dict:
     """Every fit; the Chinchilla law keeps its bootstrap parameter samples under "samples" (not JSON-worthy:
     fit_to_dir drops them)."""
     chin = fit_chinchilla(pts, bootstrap)
     budget = budget or float(pts["C"].max())
     iso = approach2(pts, bootstrap=max(bootstrap, 200) if bootstrap else 0)
+    Cs = np.array([g["C"] for g in iso.get("profiles", [])]) if iso.get("profiles") else np.unique(pts["C"])
+    counted = counted_frontier(chin, pts.get("shapes", []), Cs) if len(Cs) >= 2 else None
+    if counted is not None:
+        samples = [f["a"] for p in chin["samples"] if (f := counted_frontier(p, pts["shapes"], Cs))]
+        if samples:
+            counted["ci"] = {"a": [float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5))]}
+        chin["counted_frontier"] = counted
     return {
         "runs": len(pts["loss"]),
         "chinchilla": chin,
@@ -248,10 +278,14 @@ def fit_all(pts: dict, bootstrap: int = 100, budget: float | None = None) -> dic
 
 
 def agreement(iso: dict, chin: dict) -> dict | None:
-    """Whether approaches 2 and 3 agree on a: each estimate inside the other's 95% interval."""
+    """Whether approaches 2 and 3 agree on a: each estimate inside the other's 95% interval. Approach 3's a is
+    its frontier under the runs' own FLOP count where the runs give their sizes' FLOPs (counted_frontier),
+    else the closed form beta/(alpha+beta) for C = 6ND."""
     if iso.get("a") is None:
         return None
-    ci2, ci3 = iso.get("ci", {}).get("a"), chin.get("ci", {}).get("a")
+    three = chin.get("counted_frontier") or chin
+    ci2, ci3 = iso.get("ci", {}).get("a"), three.get("ci", {}).get("a")
+    chin = {"a": three["a"]}
     inside = lambda x, ci: bool(ci and ci[0] <= x <= ci[1])  # noqa: E731
     both = inside(iso["a"], ci3) and inside(chin["a"], ci2)
     return {"a_approach2": iso["a"], "a_approach3": chin["a"], "ci_approach2": ci2, "ci_approach3": ci3,
@@ -341,6 +375,9 @@ def describe(fit: dict) -> list[str]:
                      "determine it; the compute-optimal allocation below is not reliable")
     lines.append(f"approach 3 compute-optimal: N_opt ∝ C^{o['a']:.3f}{ci('a', c)}, D_opt ∝ C^{o['b']:.3f}{ci('b', c)}; "
                  f"at C = {o['C']:.3g}: N = {o['N_opt']:.3g}, D = {o['D_opt']:.3g}, {o['tokens_per_param']:.1f} tokens/parameter")
+    if cf := c.get("counted_frontier"):
+        lines.append(f"approach 3 frontier with C as counted (attention, head): N_opt ∝ C^{cf['a']:.3f}{ci('a', cf)}, "
+                     f"D_opt ∝ C^{cf['b']:.3f}")
     iso = fit.get("isoflop") or {}
     for g in iso.get("profiles", []):
         where = f": N_opt = {g['N_opt']:.3g}, D_opt = {g['D_opt']:.3g}" if "N_opt" in g else ""

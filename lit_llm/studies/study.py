@@ -21,8 +21,8 @@ Each sweep keeps its own state, so a study that is stopped and started again re-
 from __future__ import annotations
 
 import json
-import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,7 @@ import yaml
 
 from lit_llm.errors import LitLLMError, yaml_problem
 from lit_llm.studies.isoflop import vertex
-from lit_llm.studies.runs import fit_summaries
+from lit_llm.studies.runs import STUDY, fit_summaries
 from lit_llm.studies.scaling import describe, fit_all, law_loss, load_points, plot_all
 from lit_llm.studies.sweep import SweepRunner, load_sweep
 
@@ -53,6 +53,11 @@ def load_study(path: Path) -> dict:
     return spec
 
 
+def failed(file, out) -> LitLLMError:
+    return LitLLMError(f"sweep {file} has failed runs (their output.log is in {out}); fix the cause and run the "
+                       "study again: finished runs are kept")
+
+
 def best_lr(lrs: list[float], losses) -> float:
     """The vertex of a parabola in log lr through the best grid point and its neighbours, else the best point."""
     i = int(np.argmin(losses))
@@ -64,6 +69,26 @@ def best_lr(lrs: list[float], losses) -> float:
     return float(lrs[i])
 
 
+def plot_tune(tune: dict, path: Path) -> Path:
+    """Val loss against lr, a line per width, the lr used marked."""
+    import matplotlib  # imported here: slow to import, and only figures need it
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for width, row in tune["widths"].items():
+        line = ax.plot(row["lr"], row["val_loss"], "o-", label=f"width {width} (best lr {row['best_lr']:.3g})")
+        ax.axvline(row["best_lr"], color=line[0].get_color(), ls=":", lw=1)
+    ax.axvline(tune["lr"], color="k", lw=1, label=f"used: {tune['lr']:.3g}")
+    ax.set(xscale="log", xlabel="learning rate (µP: the base width's)", ylabel="val loss", title="Stage 1: learning rate")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 class Study:
     def __init__(self, path: str, out: str | None, parallel: int | None = None, bootstrap: int = 100) -> None:
         self.path = Path(path)
@@ -73,13 +98,33 @@ class Study:
         self.parallel = parallel or int(self.spec.get("parallel", 1))
         self.bootstrap = bootstrap
         self.record: dict = {"name": self.name, "study_file": str(self.path), "seconds": {}}
+        try:  # a resumed study keeps what its earlier invocations took
+            self.earlier = json.loads((self.out / STUDY).read_text()).get("invocations", [])
+        except (OSError, ValueError):
+            self.earlier = []
 
-    def sweep(self, file: str | Path, out: Path, extra: list[str]) -> Path:
-        runner = SweepRunner(str(file), str(out), None, self.parallel, False, 0, extra)
+    def sweep(self, file: str | Path, out: Path, extra: list[str], parallel: int | None = None) -> Path:
+        runner = SweepRunner(str(file), str(out), None, parallel or self.parallel, False, 0, extra)
         if runner.run() != 0:
-            raise LitLLMError(f"sweep {file} has failed runs (their output.log is in {out}); fix the cause and run "
-                              f"the study again: finished runs are kept")
+            raise failed(file, out)
         return out
+
+    def sweeps(self, files: list[str], extra: list[str]) -> list[Path]:
+        """Several sweeps' runs in one pool, the longest first (the highest budget, then the smallest model:
+        the most tokens), so no core waits for another sweep's last run."""
+        runners = [SweepRunner(str(self.path.parent / f), str(self.out / Path(f).stem), None, self.parallel, False, 0,
+                               extra) for f in files]
+        jobs = [(r, run) for r in runners for run in r.pending()]
+        for r in runners:
+            r.save()
+        jobs.sort(key=lambda j: (-float(j[1]["params"].get("max_flops", 0)), j[1]["params"].get("model.n_layer", 0)))
+        with ThreadPoolExecutor(self.parallel) as pool:
+            for future in [pool.submit(r.execute, run, f"{i + 1}/{len(jobs)}") for i, (r, run) in enumerate(jobs)]:
+                future.result()
+        for f, r in zip(files, runners):
+            if r.finish() != 0:
+                raise failed(f, r.out)
+        return [r.out for r in runners]
 
     def timed(self, stage: str, fn, *args):
         start = time.time()
@@ -93,8 +138,7 @@ class Study:
         lr = self.timed("tune", self.tune)
         extra = [f"--model.lr={lr:.4g}"]
         self.record["extra_args"] = extra
-        iso_dirs = self.timed("isoflop", lambda: [self.sweep(self.path.parent / f, self.out / Path(f).stem, extra)
-                                                  for f in self.spec["isoflop"]])
+        iso_dirs = self.timed("isoflop", self.sweeps, self.spec["isoflop"], extra)
         pts = load_points([str(d) for d in iso_dirs], PARAMS)
         fit = self.timed("fit", fit_all, pts, self.bootstrap)
         prediction = self.predict(fit, pts)
@@ -103,6 +147,8 @@ class Study:
         prediction["relative_error"] = measured["measured_loss"] / prediction["loss"] - 1
         fit["prediction"] = prediction
         self.record["seconds"]["total"] = round(time.time() - start, 1)
+        self.record["invocations"] = [*self.earlier, {"finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                                      "seconds": self.record["seconds"]}]
         self.report(fit, pts)
         return 0
 
@@ -161,7 +207,7 @@ class Study:
         file = out / "holdout.yaml"
         file.write_text("# written by lit-llm scaling study: the predicted compute-optimal run at the held-out budget\n"
                         + yaml.safe_dump(sweep, sort_keys=False))
-        self.sweep(file, out, extra)
+        self.sweep(file, out, extra, parallel=1)  # one run: all cores
         pts = load_points(str(out), PARAMS, minimum=1)
         return {"measured_loss": float(pts["loss"][0]), "measured_C": float(pts["C"][0]), "measured_N": float(pts["N"][0])}
 
@@ -172,15 +218,15 @@ class Study:
         law = fit["chinchilla"]
         law.pop("samples", None)
         (fit_dir / "fit.json").write_text(json.dumps(fit, indent=2))
-        figures = plot_all(pts, fit, fit_dir)
+        figures = [*plot_all(pts, fit, fit_dir), plot_tune(self.record["tune"], fit_dir / "tune.png")]
         self.record.update(fit=str(fit_dir / "fit.json"), figures=[str(f) for f in figures])
-        (self.out / "study.json").write_text(json.dumps(self.record, indent=2))
+        (self.out / STUDY).write_text(json.dumps(self.record, indent=2))
         (self.out / "report.md").write_text(self.markdown(fit))
         print("\n".join(describe(fit)))
         p = fit["prediction"]
         print(f"held-out C = {p['C']:.3g}: predicted {p['loss']:.4f}, measured {p['measured_loss']:.4f} "
               f"({100 * p['relative_error']:+.2f}%)")
-        print(f"wrote {self.out / 'report.md'}, {self.out / 'study.json'}, {fit_dir / 'fit.json'} and {len(figures)} "
+        print(f"wrote {self.out / 'report.md'}, {self.out / STUDY}, {fit_dir / 'fit.json'} and {len(figures)} "
               f"figures; {self.record['seconds']['total'] / 60:.1f} min", flush=True)
 
     def markdown(self, fit: dict) -> str:

@@ -243,9 +243,8 @@ class SweepRunner:
         result = f"{self.metric} {run['metric']:.4f}" if isinstance(run["metric"], float) else run["status"]
         print(f"[{position}] {run['id']} {shown} -> {result} ({run['seconds']:.0f} s)", flush=True)
 
-    def run(self) -> int:
-        if self.sweep["method"] == "bayes":
-            return self._run_bayes()
+    def pending(self) -> list[dict]:
+        """The planned runs not finished yet (recorded in the state); the finished ones are announced as skipped."""
         todo = []
         for run in self.planned():
             state = self.record(run)
@@ -253,6 +252,18 @@ class SweepRunner:
                 print(f"[skip] {run['id']} finished earlier")
             else:
                 todo.append(state)
+        return todo
+
+    def finish(self) -> int:
+        """The closing line; 1 when a run did not finish."""
+        failed = [r for r in self.runs if r["status"] != "finished"]
+        print(f"sweep {self.name}: {len(self.runs) - len(failed)}/{len(self.runs)} runs finished; state in {self.state_path}")
+        return 1 if failed else 0
+
+    def run(self) -> int:
+        if self.sweep["method"] == "bayes":
+            return self._run_bayes()
+        todo = self.pending()
         if self.dry_run:
             for run in todo:
                 print(shlex.join(self.command(run)))
@@ -263,9 +274,7 @@ class SweepRunner:
             futures = [pool.submit(self.execute, r, f"{i + 1}/{total}") for i, r in enumerate(todo)]
             for f in futures:
                 f.result()
-        failed = [r for r in self.runs if r["status"] != "finished"]
-        print(f"sweep {self.name}: {total - len(failed)}/{total} runs finished; state in {self.state_path}")
-        return 1 if failed else 0
+        return self.finish()
 
     def _run_bayes(self) -> int:
         n = self.count or self.sweep.get("run_cap")
