@@ -26,7 +26,7 @@ from lit_llm.training.module import SystemOptions
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 CURRENT = [p for p in PAGES if p.name != "LOG.md"]  # LOG.md quotes the commands of its day
-SUBCOMMANDS = {"classify": ("make-data", "fit", "validate", "test"), "scaling": ("fit",),
+SUBCOMMANDS = {"classify": ("make-data", "fit", "validate", "test"), "scaling": ("fit", "study"),
                "convert": ("import-hf", "export-hf", "export-safetensors")}
 FLAG = re.compile(r"(?<![\w-])--[A-Za-z][\w.\-]*")
 

@@ -9,7 +9,8 @@ from scipy.optimize import minimize_scalar
 
 from lit_llm.cli.main import main
 from lit_llm.studies.isoflop import approach1, approach2
-from lit_llm.studies.scaling import agreement, compute_optimal, describe, fit_chinchilla, load_points
+from lit_llm.studies.scaling import agreement, compute_optimal, fit_chinchilla, load_points
+from lit_llm.studies.scaling_output import describe
 
 TRUE = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}  # Hoffmann et al.'s fit
 
@@ -208,7 +209,7 @@ def test_two_model_sizes_warn_that_the_term_is_not_identified(tmp_path, capsys):
 def test_isoflop_legend_stays_off_the_data_with_many_budgets(tmp_path, monkeypatch):
     import matplotlib.figure
 
-    from lit_llm.studies.scaling import plot_all
+    from lit_llm.studies.scaling_output import plot_all
 
     saved = {}
     original = matplotlib.figure.Figure.savefig

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from lit_llm.cli.main import main
+from lit_llm.model.build import params_with_head
 from lit_llm.studies.runs import fit_summaries
 
 COMMAND = ["${env}", "${interpreter}", "-m", "lit_llm", "fit", "--config", "base.yaml", "${args}"]
@@ -70,6 +71,8 @@ def test_study_runs_every_stage_and_resumes_without_rerunning(tiny_text, tmp_pat
     report = (out / "report.md").read_text()
     assert f"{p['measured_loss']:.4f}" in report and "approach 3" in report and "isoFLOP C =" in report
     assert (out / "fit" / "isoflop.png").stat().st_size > 10_000 and "held-out C = 8e+08" in printed
+    table = (out / "fit" / "runs.csv").read_text().splitlines()  # the points again, for `scaling fit runs.csv`
+    assert len(table) == 1 + 6 + 1 and table[-1].startswith(f"holdout,{p['n_layer']},")
     assert main(["report", str(out), "--out", str(tmp_path / "html")]) == 0  # the HTML report shows the study
     page = (tmp_path / "html" / "report.html").read_text()
     assert "Held-out prediction" in page and f"measured {p['measured_loss']:.4f}" in page
@@ -100,7 +103,7 @@ def test_max_flops_sets_the_steps_from_the_models_flops_per_token(tiny_text):
     assert model.config.n_embd == 24 and model.hparams.aspect_ratio == 8  # width = aspect_ratio x depth
     cfg = model.config
     n_matmul = model.num_params(non_embedding=True) + cfg.vocab_size * cfg.n_embd  # the tied head
-    assert model.params_with_head() == n_matmul
+    assert params_with_head(model.network(), cfg) == n_matmul
     fpt = 6 * n_matmul + 12 * cfg.n_layer * cfg.n_embd * 16
     assert model.flops_per_token() == fpt
     cli.after_trainer(cli.trainer)

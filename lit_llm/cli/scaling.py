@@ -9,7 +9,9 @@ from __future__ import annotations
 from jsonargparse import ArgumentParser
 
 from lit_llm.errors import LitLLMError
-from lit_llm.studies.scaling import PARAMS, fit_to_dir
+from lit_llm.studies.scaling import PARAMS
+from lit_llm.studies.scaling_output import fit_to_dir
+from lit_llm.studies.study import Study
 
 
 def parse_columns(spec: str | None) -> dict[str, str]:
@@ -41,8 +43,6 @@ def main(args: list[str]) -> int:
                              "'N=Model Size,C=Training FLOP,loss=loss' (default: columns named N, D or C, loss)")
     cfg = parser.parse_args(args)
     if cfg.action == "study":
-        from lit_llm.studies.study import Study  # imported here: only a study runs sweeps
-
         if len(cfg.input) != 1:
             raise LitLLMError(f"`lit-llm scaling study` takes one study file, got {len(cfg.input)}")
         return Study(cfg.input[0], cfg.out, cfg.parallel, cfg.bootstrap).run()

@@ -32,7 +32,8 @@ import numpy as np
 from lit_llm.errors import LitLLMError
 from lit_llm.studies.report_html import SORT_SCRIPT, STYLE, evaluations_table, runs_table, samples_section
 from lit_llm.studies.runs import STUDY, Run, find_runs, find_sweeps, sweep_name
-from lit_llm.studies.scaling import MAX_EXPONENT, describe, fit_all, load_points, plot_all
+from lit_llm.studies.scaling import MAX_EXPONENT, fit_all, load_points
+from lit_llm.studies.scaling_output import describe, plot_all
 
 REPORT_NAME = "report.html"
 # config keys worth showing when they differ between runs (paths and names never are)

@@ -20,6 +20,7 @@ Each sweep keeps its own state, so a study that is stopped and started again re-
 
 from __future__ import annotations
 
+import csv
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,10 +32,12 @@ import yaml
 from lit_llm.errors import LitLLMError, yaml_problem
 from lit_llm.studies.isoflop import vertex
 from lit_llm.studies.runs import STUDY, fit_summaries
-from lit_llm.studies.scaling import describe, fit_all, law_loss, load_points, plot_all
+from lit_llm.studies.scaling import fit_all, law_loss, load_points
+from lit_llm.studies.scaling_output import describe, plot_all, plot_tune
 from lit_llm.studies.sweep import SweepRunner, load_sweep
 
 PARAMS = "with_head"  # N: the weights a token's matmuls use (non-embedding + the output head)
+PARAMS_KEY = "params_with_head"  # its name in a run's summary
 
 
 def load_study(path: Path) -> dict:
@@ -67,26 +70,6 @@ def best_lr(lrs: list[float], losses) -> float:
         if x_opt is not None:
             return float(np.exp(x_opt))
     return float(lrs[i])
-
-
-def plot_tune(tune: dict, path: Path) -> Path:
-    """Val loss against lr, a line per width, the lr used marked."""
-    import matplotlib  # imported here: slow to import, and only figures need it
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for width, row in tune["widths"].items():
-        line = ax.plot(row["lr"], row["val_loss"], "o-", label=f"width {width} (best lr {row['best_lr']:.3g})")
-        ax.axvline(row["best_lr"], color=line[0].get_color(), ls=":", lw=1)
-    ax.axvline(tune["lr"], color="k", lw=1, label=f"used: {tune['lr']:.3g}")
-    ax.set(xscale="log", xlabel="learning rate (µP: the base width's)", ylabel="val loss", title="Stage 1: learning rate")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
 
 
 class Study:
@@ -219,6 +202,7 @@ class Study:
         law.pop("samples", None)
         (fit_dir / "fit.json").write_text(json.dumps(fit, indent=2))
         figures = [*plot_all(pts, fit, fit_dir), plot_tune(self.record["tune"], fit_dir / "tune.png")]
+        self.write_runs(fit_dir / "runs.csv")  # before study.json: it notes the runs that saw data twice
         self.record.update(fit=str(fit_dir / "fit.json"), figures=[str(f) for f in figures])
         (self.out / STUDY).write_text(json.dumps(self.record, indent=2))
         (self.out / "report.md").write_text(self.markdown(fit))
@@ -228,6 +212,20 @@ class Study:
               f"({100 * p['relative_error']:+.2f}%)")
         print(f"wrote {self.out / 'report.md'}, {self.out / STUDY}, {fit_dir / 'fit.json'} and {len(figures)} "
               f"figures; {self.record['seconds']['total'] / 60:.1f} min", flush=True)
+
+    def write_runs(self, path: Path) -> None:
+        """Every isoFLOP and held-out run in one table, to re-check the fits with `lit-llm scaling fit runs.csv`."""
+        columns = ["stage", "n_layer", "n_embd", "N", "D", "C", "loss", "data_passes", "train_seconds"]
+        with open(path, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(columns)
+            for stage in [Path(f).stem for f in self.spec["isoflop"]] + ["holdout"]:
+                for _, s in fit_summaries(self.out / stage):
+                    if (s.get("data_passes") or 0) > 1:
+                        self.record.setdefault("repeated_data", []).append(
+                            {"stage": stage, "n_layer": s.get("n_layer"), "data_passes": s["data_passes"]})
+                    writer.writerow([stage, s.get("n_layer"), s.get("n_embd"), s.get(PARAMS_KEY), s["tokens_seen"],
+                                     s["flops"], s["val/loss"], s.get("data_passes"), s.get("train_seconds")])
 
     def markdown(self, fit: dict) -> str:
         """report.md: the tuning, the profiles, the three approaches and the held-out prediction."""
@@ -239,8 +237,9 @@ class Study:
                  "| --- | --- |" + " --- |" * len(t["widths"][t["base_width"]]["lr"])]
         for width, row in t["widths"].items():
             lines.append(f"| {width} | {row['best_lr']:.3g} | " + " | ".join(f"{v:.4f}" for v in row["val_loss"]) + " |")
-        lines += ["", f"Used: lr {t['lr']:.4g} (width {t['base_width']}); best lr at the widest / at the base width: "
-                  f"{t['best_lr_ratio_widest_to_base']:.2f}.", "", "## Fits (stages 2-3)", "", "```",
+        lines += ["", f"Used: lr {t['lr']:.4g}, the best on average over the widths; best lr at the widest / at the "
+                  f"base width ({t['base_width']}): {t['best_lr_ratio_widest_to_base']:.2f}.", "", "## Fits (stages 2-3)",
+                  "", "```",
                   *describe(fit), "```", "", "![isoFLOP profiles](fit/isoflop.png)", "",
                   "## Held-out prediction (stages 4-5)", "",
                   f"Fitted without it, approach 3's law picks n_layer {p['n_layer']} (N = {p['N']:.3g}, D = {p['D']:.3g}) "
@@ -249,6 +248,9 @@ class Study:
                   + f"; the run measured **{p['measured_loss']:.4f}**: {100 * p['relative_error']:+.2f}%.", "",
                   "| n_layer | N | D | predicted loss |", "| --- | --- | --- | --- |"]
         lines += [f"| {c['n_layer']} | {c['N']:.3g} | {c['D']:.3g} | {c['loss']:.4f} |" for c in p["candidates"]]
+        repeated = self.record.get("repeated_data", [])
+        lines += ["", "Data: every run trained on at most one pass over the train split, except: " + (", ".join(
+            f"{r['stage']} n_layer {r['n_layer']} ({r['data_passes']:.2f} passes)" for r in repeated) or "none") + "."]
         if p["at_edge_of_sizes_tried"]:
             lines += ["", "Note: the predicted size is the smallest or largest tried; the optimum may lie beyond it."]
         return "\n".join(lines) + "\n"

@@ -22,7 +22,7 @@ from torchmetrics import MeanMetric
 
 from lit_llm.checkpoints import read_lm_checkpoint
 from lit_llm.errors import LitLLMError
-from lit_llm.model.build import LanguageNetwork, build_model
+from lit_llm.model.build import LanguageNetwork, build_model, shapes_only, width
 from lit_llm.model.gpt import ARCH_FIELDS, GPTConfig
 from lit_llm.model.mup import lr_multiplier
 from lit_llm.training.evaluation import TokenNLL, record_loss_by_position
@@ -112,8 +112,7 @@ class LanguageModel(L.LightningModule):
             n_layer: Transformer blocks (recurrent: LSTM/GRU layers of width n_embd).
             n_head: attention heads.
             n_embd: model width.
-            aspect_ratio: > 0: the width is aspect_ratio x n_layer instead of n_embd (a shape rule: depth alone
-                sets the size, so a scaling sweep names one integer, model.n_layer; docs/scaling-cpu.md).
+            aspect_ratio: > 0: width aspect_ratio x n_layer, not n_embd (depth sets the size; docs/scaling-cpu.md).
             n_ff: feed-forward width (0: 4*n_embd for the GELUs, ~8/3*n_embd for swiglu).
             norm: layernorm (GPT-2) or rmsnorm.
             pos: learned absolute positions (GPT-2) or rope.
@@ -122,8 +121,7 @@ class LanguageModel(L.LightningModule):
             tie_embeddings: share the token embedding with the output head.
             dropout: dropout probability.
             rope_theta: RoPE base.
-            parametrization: standard (GPT-2's) or mup: µP's init, attention scale, output multiplier and
-                per-group Adam learning rates, so lr (tuned at mup_base_width) transfers across widths.
+            parametrization: standard (GPT-2's) or mup (µP: lr tuned at mup_base_width transfers across widths).
             mup_base_width: µP: the n_embd the hyper-parameters were tuned at.
             lr: peak learning rate.
             min_lr: final learning rate of the cosine decay (default lr / 10).
@@ -133,13 +131,10 @@ class LanguageModel(L.LightningModule):
             beta1: AdamW beta1.
             beta2: AdamW beta2.
             eps: AdamW epsilon.
-            max_nonfinite_skips: optimizer steps with a non-finite loss or gradient that are skipped (no
-                weight update, a warning each) before training stops with an error; the last good
-                checkpoint stays as it is.
-            init_from: fine-tune: start from the weights of a lit_llm checkpoint, a Hugging Face GPT-2/Llama
-                directory or an export-safetensors file; its architecture, block size and tokenizer are used.
-            objective: causal (next token) or masked (BERT's masked LM, bidirectional attention; needs a
-                tokenizer with <mask>, as char and bpe have; no generation).
+            max_nonfinite_skips: steps with a non-finite loss or gradient skipped (no update, a warning each)
+                before training stops with an error; the last good checkpoint stays as it is.
+            init_from: fine-tune from a lit_llm checkpoint, HF GPT-2/Llama directory or export-safetensors file.
+            objective: causal (next token) or masked (BERT's masked LM; needs <mask>, as char and bpe have).
             mask_prob: masked objective: share of positions selected for the loss (80% MASK, 10% random, 10% kept).
             mask_seed: masked objective: seed of the masks (each micro-batch's mask is fixed by it and the step).
             loss_by_position: also record the val/test loss at each position of the context (loss_by_position.csv, W&B).
@@ -149,9 +144,7 @@ class LanguageModel(L.LightningModule):
         if vocab_size <= 0 or block_size <= 0:
             raise LitLLMError("model.vocab_size and model.block_size are unset: they come from the data module")
         check_optimizer_settings(lr, warmup_steps, weight_decay, beta1, beta2, eps)  # the sizes: GPTConfig
-        if aspect_ratio < 0:
-            raise LitLLMError(f"--model.aspect_ratio must be >= 0 (0: use n_embd), got {aspect_ratio}")
-        n_embd = aspect_ratio * n_layer or n_embd  # hparams keep the arguments: a checkpoint reloads the same width
+        n_embd = width(n_layer, n_embd, aspect_ratio)  # hparams keep the arguments: a reload gets the same width
         self.system = SystemOptions(**system) if isinstance(system, dict) else system or SystemOptions()
         self.save_hyperparameters(ignore=["system"], logger=False)  # the CLI logs the full config, flat
         self.hparams["system"] = asdict(self.system)  # plain types: checkpoints load with weights_only
@@ -317,21 +310,11 @@ class LanguageModel(L.LightningModule):
                                    (hp.beta1, hp.beta2), hp.eps, partial(lr_multiplier, cfg=self.config))
 
     # --- accounting --------------------------------------------------------------------------------------
-    def network(self) -> LanguageNetwork:
-        """The network, or before configure_model a copy on the meta device (shapes only, for counting)."""
-        if self.model is not None:
-            return self.model
-        with torch.device("meta"):
-            return build_model(self.config)
+    def network(self) -> LanguageNetwork:  # before configure_model: a shape-only copy, for counting
+        return self.model if self.model is not None else shapes_only(self.config)
 
     def num_params(self, non_embedding: bool = True) -> int:
         return self.network().num_params(non_embedding)
-
-    def params_with_head(self) -> int:
-        """Non-embedding parameters plus a tied output head: every weight a token's matmuls use (Porian et
-        al.'s N for scaling laws; the head is a large share of a small model's compute)."""
-        tied_head = self.config.vocab_size * self.config.n_embd if self.config.tie_embeddings else 0
-        return self.num_params(non_embedding=True) + tied_head
 
     def flops_per_token(self) -> int:
         return self.network().flops_per_token(self.config.block_size)

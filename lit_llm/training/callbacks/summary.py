@@ -14,6 +14,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
 
+from lit_llm.model.build import params_with_head
 from lit_llm.training.callbacks.throughput import Throughput
 from lit_llm.training.lightning_internals import wandb_run_started
 from lit_llm.training.loggers import define_metrics, wandb_loggers
@@ -23,9 +24,11 @@ def model_facts(pl_module: L.LightningModule) -> dict:
     """Parameters (all, without embeddings, and without embeddings but with the output head), training FLOPs
     per token, tokens seen and FLOPs so far."""
     tokens = int(getattr(pl_module, "tokens_seen", 0))
-    with_head = {"params_with_head": pl_module.params_with_head()} if hasattr(pl_module, "params_with_head") else {}
-    if (config := getattr(pl_module, "config", None)) is not None:  # the shape a sweep's size rule gave
-        with_head.update(n_layer=config.n_layer, n_embd=config.n_embd)
+    with_head = {}
+    if hasattr(pl_module, "network"):  # a language model: N with the head, and the shape a size rule gave
+        config = pl_module.config
+        with_head = {"params_with_head": params_with_head(pl_module.network(), config), "n_layer": config.n_layer,
+                     "n_embd": config.n_embd}
     return {"params": pl_module.num_params(non_embedding=False),
             "params_non_embedding": pl_module.num_params(non_embedding=True), **with_head,
             "flops_per_token": pl_module.flops_per_token(), "tokens_seen": tokens,
