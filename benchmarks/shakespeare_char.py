@@ -333,6 +333,9 @@ def main() -> None:
     parser.add_argument("--extra", action="append", default=[],
                         help="one more argument for every `lit_llm fit` (repeat: --extra=--model.bias --extra=false)")
     args = parser.parse_args()
+    for flag, steps in (("--steps", args.steps), ("--speed-steps", args.speed_steps)):
+        if steps <= WARMUP_STEPS:
+            parser.error(f"{flag} must exceed the {WARMUP_STEPS} untimed warm-up steps, got {steps}")
     if args.speed_steps <= WARMUP_STEPS + 2 * WINDOW:
         parser.error(f"--speed-steps must be above {WARMUP_STEPS + 2 * WINDOW}")
     args.corpus = str(Path(args.corpus).resolve())
