@@ -120,3 +120,21 @@ def test_bad_budget_and_shape_options_are_one_line_errors(tiny_text, tmp_path, c
     assert main(args) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert message in err[-1] and not any("Traceback" in line for line in err)
+
+
+@pytest.mark.parametrize("study", ["scaling-cpu", "scaling-gpu"])
+def test_the_shipped_study_files_load_and_name_existing_configs(study):
+    from pathlib import Path
+
+    from lit_llm.studies.study import load_study
+    from lit_llm.studies.sweep import grid_configs, load_sweep
+
+    root = Path(__file__).resolve().parents[1]
+    spec = load_study(root / "sweeps" / study / "study.yaml")
+    budgets = []
+    for name in spec["isoflop"]:
+        sweep = load_sweep(root / "sweeps" / study / name)
+        config = sweep["command"][sweep["command"].index("--config") + 1]
+        assert (root / config).exists() and len(grid_configs(sweep["parameters"])) >= 3
+        budgets.append(sweep["parameters"]["max_flops"]["value"])
+    assert budgets == sorted(budgets) and spec["holdout"]["max_flops"] > budgets[-1]  # held out: above them all
