@@ -32,12 +32,11 @@ import yaml
 from lit_llm.errors import LitLLMError, yaml_problem
 from lit_llm.studies.isoflop import vertex
 from lit_llm.studies.runs import STUDY, fit_summaries
-from lit_llm.studies.scaling import fit_all, law_loss, load_points
+from lit_llm.studies.scaling import PARAMS, fit_all, law_loss, load_points
 from lit_llm.studies.scaling_output import describe, plot_all, plot_tune
 from lit_llm.studies.sweep import SweepRunner, load_sweep
 
-PARAMS = "with_head"  # N: the weights a token's matmuls use (non-embedding + the output head)
-PARAMS_KEY = "params_with_head"  # its name in a run's summary
+N_COUNT = "with_head"  # N: the weights a token's matmuls use (non-embedding + the output head)
 
 
 def load_study(path: Path) -> dict:
@@ -122,7 +121,7 @@ class Study:
         extra = [f"--model.lr={lr:.4g}"]
         self.record["extra_args"] = extra
         iso_dirs = self.timed("isoflop", self.sweeps, self.spec["isoflop"], extra)
-        pts = load_points([str(d) for d in iso_dirs], PARAMS)
+        pts = load_points([str(d) for d in iso_dirs], N_COUNT)
         fit = self.timed("fit", fit_all, pts, self.bootstrap)
         prediction = self.predict(fit, pts)
         measured = self.timed("holdout", self.holdout, prediction, extra)
@@ -191,7 +190,7 @@ class Study:
         file.write_text("# written by lit-llm scaling study: the predicted compute-optimal run at the held-out budget\n"
                         + yaml.safe_dump(sweep, sort_keys=False))
         self.sweep(file, out, extra, parallel=1)  # one run: all cores
-        pts = load_points(str(out), PARAMS, minimum=1)
+        pts = load_points(str(out), N_COUNT, minimum=1)
         return {"measured_loss": float(pts["loss"][0]), "measured_C": float(pts["C"][0]), "measured_N": float(pts["N"][0])}
 
     # --- output ----------------------------------------------------------------------------------------
@@ -224,7 +223,7 @@ class Study:
                     if (s.get("data_passes") or 0) > 1:
                         self.record.setdefault("repeated_data", []).append(
                             {"stage": stage, "n_layer": s.get("n_layer"), "data_passes": s["data_passes"]})
-                    writer.writerow([stage, s.get("n_layer"), s.get("n_embd"), s.get(PARAMS_KEY), s["tokens_seen"],
+                    writer.writerow([stage, s.get("n_layer"), s.get("n_embd"), s.get(PARAMS[N_COUNT]), s["tokens_seen"],
                                      s["flops"], s["val/loss"], s.get("data_passes"), s.get("train_seconds")])
 
     def markdown(self, fit: dict) -> str:
