@@ -19,8 +19,11 @@ CPU_INDEX := https://download.pytorch.org/whl/cpu
 fit: $(VENV)/.lit-llm
 	$(BIN)/lit-llm fit $(ARGS)
 
+# The suite runs on every core (pytest-xdist), one thread per test process: tiny models gain nothing from more,
+# and several threads per process on a busy machine only wait for each other. Serial: make test ARGS="-n 0".
 test: $(VENV)/.lit-llm-dev
-	WANDB_MODE=offline WANDB_SILENT=true $(BIN)/python -m pytest -q --durations=15 $(ARGS)
+	WANDB_MODE=offline WANDB_SILENT=true OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n auto --dist worksteal \
+	    --durations=15 $(ARGS)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -12,6 +12,7 @@ from lit_llm.tasks.classify.data import ClassificationDataModule, label_names, s
 from lit_llm.tasks.classify.module import TextClassifier, pool
 from lit_llm.tasks.classify.synthetic import make_sentiment, write_rows
 from lit_llm.cli.main import main
+from lit_llm.model.gpt import GPT, GPTConfig
 
 CONFIG = str(Path(__file__).parents[1] / "configs/classify.yaml")
 
@@ -132,3 +133,24 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     assert "--data.text_field" in capsys.readouterr().err
     assert main(classify_args("runs", 5, "--data.path", "missing.csv")) == 2
     assert "make-data" in capsys.readouterr().err
+
+
+def test_a_mup_backbone_keeps_its_learning_rates_and_readout_multiplier():
+    """A µP backbone (width 32 = 4x its base 8) fine-tunes as it pre-trained: its block matrices at lr / 4, the
+    rest and the new head at lr, and the head reads the pooled states times the output multiplier 1/4."""
+    class FakeTrainer:
+        max_steps, precision_plugin = 10, None
+
+    model = TextClassifier(labels=["neg", "pos"], vocab_size=40, block_size=16, n_layer=1, n_head=2, n_embd=32, lr=1e-3)
+    torch.manual_seed(0)
+    model.backbone = GPT(GPTConfig(40, 16, 1, 2, 32, parametrization="mup", mup_base_width=8))
+    model._trainer = FakeTrainer()
+    groups = model.configure_optimizers()["optimizer"].param_groups
+    lr_of = {id(p): g["initial_lr"] for g in groups for p in g["params"]}
+    for name, p in model.named_parameters():
+        inside_blocks = name.startswith("backbone.h.") and p.dim() == 2
+        assert lr_of[id(p)] == pytest.approx(1e-3 / 4 if inside_blocks else 1e-3), name
+    model.eval()
+    tokens, lengths = torch.randint(0, 40, (3, 16)), torch.tensor([16, 5, 9])
+    pooled = pool(model.backbone.hidden_states(tokens), lengths, "mean")
+    torch.testing.assert_close(model(tokens, lengths), pooled / 4 @ model.head.weight.T + model.head.bias)

@@ -9,7 +9,7 @@ from scipy.optimize import minimize_scalar
 
 from lit_llm.cli.main import main
 from lit_llm.studies.isoflop import approach1, approach2
-from lit_llm.studies.scaling import agreement, compute_optimal, fit_chinchilla, load_points
+from lit_llm.studies.scaling import agreement, backtest, compute_optimal, fit_chinchilla, load_points
 from lit_llm.studies.scaling_output import describe
 
 TRUE = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}  # Hoffmann et al.'s fit
@@ -109,6 +109,35 @@ def test_approach1_takes_each_budgets_best_run():
 def test_agreement_of_approaches_2_and_3(a3, ci3, agree, overlap):
     result = agreement({"a": 0.45, "ci": {"a": [0.42, 0.50]}}, {"a": a3, "ci": {"a": ci3}})
     assert result["agree"] is agree and result["intervals_overlap"] is overlap
+
+
+@pytest.mark.parametrize("a3, excludes_zero", [(0.50, False), (0.60, True)])
+def test_agreement_gives_the_interval_of_the_difference_from_both_bootstraps(a3, excludes_zero):
+    """Independent bootstrap samples with sd 0.02 each: a2 - a3 has sd 0.02 * sqrt(2), so its 95% interval is
+    the difference +- 1.96 * 0.0283 = +- 0.055."""
+    rng = np.random.default_rng(0)
+    iso = {"a": 0.45, "ci": {"a": [0.41, 0.49]}, "samples_a": list(rng.normal(0.45, 0.02, 4000))}
+    chin = {"a": a3, "ci": {"a": [a3 - 0.04, a3 + 0.04]}, "samples_a": list(rng.normal(a3, 0.02, 4000))}
+    result = agreement(iso, chin)
+    assert result["difference"] == pytest.approx(0.45 - a3)
+    assert result["ci_difference"] == pytest.approx([0.45 - a3 - 0.0554, 0.45 - a3 + 0.0554], abs=0.005)
+    assert result["difference_excludes_zero"] is excludes_zero
+    assert any(("larger than" if excludes_zero else "within") in line for line in describe(
+        {"runs": 9, "chinchilla": {**TRUE, "exponents_at_bound": [], "a": a3, "b": 1 - a3},
+         "compute_optimal": compute_optimal(TRUE, 1e22), "agreement": result}))
+
+
+def test_backtest_predicts_the_largest_budget_from_the_others():
+    """Exact runs of a known law: the law refitted without the largest budget predicts its runs; losses 3% above
+    the law there show as a +3% error."""
+    pts = isoflop_points(np.logspace(18, 21, 4), 7)
+    exact = backtest(pts)
+    assert exact["C"] == pytest.approx(1e21, rel=1e-6) and exact["fitted_runs"] == 21 and len(exact["runs"]) == 7
+    assert exact["median_abs_relative_error"] < 2e-3
+    pts["loss"][21:] *= 1.03
+    shifted = backtest(pts)
+    assert shifted["best_run_relative_error"] == pytest.approx(0.03, abs=3e-3)
+    assert backtest(isoflop_points(np.logspace(18, 19, 2), 7)) is None  # two budgets: nothing to leave out
 
 
 @pytest.mark.slow

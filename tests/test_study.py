@@ -34,7 +34,7 @@ wandb: {{mode: disabled}}
                                                                  "max_flops": {"value": c}})
            for i, c in enumerate((2e8, 4e8))]
     (tmp_path / "study.yaml").write_text(yaml.safe_dump({"name": "t", "parallel": 2, "tune": tune, "isoflop": iso,
-                                                         "holdout": {"max_flops": 8e8}}))
+                                                         "holdout": {"max_flops": 8e8, "seeds": [5, 6]}}))
     return tmp_path / "study.yaml"
 
 
@@ -62,8 +62,11 @@ def test_study_runs_every_stage_and_resumes_without_rerunning(tiny_text, tmp_pat
         assert s["n_embd"] == 8 * s["n_layer"] and s["data_passes"] == pytest.approx(s["tokens_seen"] / train, rel=1e-3)
     p = fit["prediction"]
     holdout = [s for _, s in fit_summaries(out / "holdout")]
-    assert len(holdout) == 1 and holdout[0]["n_layer"] == p["n_layer"]
-    assert p["measured_loss"] == pytest.approx(holdout[0]["val/loss"])
+    losses = sorted(s["val/loss"] for s in holdout)  # one run per seed, the seeds the study file names
+    assert sorted(s["config"]["seed_everything"] for s in holdout) == [5, 6] and losses[0] != losses[1]
+    assert all(s["n_layer"] == p["n_layer"] for s in holdout) and sorted(p["measured_losses"]) == pytest.approx(losses)
+    assert p["measured_loss"] == pytest.approx(sum(losses) / 2)
+    assert p["measured_std"] == pytest.approx(abs(losses[1] - losses[0]) / math.sqrt(2))
     assert p["relative_error"] == pytest.approx(p["measured_loss"] / p["loss"] - 1)
     chosen = min(p["candidates"], key=lambda c: c["loss"])
     assert chosen["n_layer"] == p["n_layer"] and sorted(c["n_layer"] for c in p["candidates"]) == [1, 2, 3]
@@ -72,22 +75,25 @@ def test_study_runs_every_stage_and_resumes_without_rerunning(tiny_text, tmp_pat
     assert f"{p['measured_loss']:.4f}" in report and "approach 3" in report and "isoFLOP C =" in report
     assert (out / "fit" / "isoflop.png").stat().st_size > 10_000 and "held-out C = 8e+08" in printed
     table = (out / "fit" / "runs.csv").read_text().splitlines()  # the points again, for `scaling fit runs.csv`
-    assert len(table) == 1 + 6 + 1 and table[-1].startswith(f"holdout,{p['n_layer']},")
+    assert len(table) == 1 + 6 + 2 and table[-1].startswith(f"holdout,{p['n_layer']},")
     assert main(["report", str(out), "--out", str(tmp_path / "html")]) == 0  # the HTML report shows the study
     page = (tmp_path / "html" / "report.html").read_text()
-    assert "Held-out prediction" in page and f"measured {p['measured_loss']:.4f}" in page
+    assert "Held-out prediction" in page and f"measured {p['measured_loss']:.4f} (mean of 2 seeds" in page
     stamps = {str(path): path.stat().st_mtime_ns for path in out.rglob("summary.json")}
     assert main(["scaling", "study", str(study), "--out", str(out), "--bootstrap", "20"]) == 0
-    assert capsys.readouterr().out.count("[skip]") == 3 + 6 + 1
+    assert capsys.readouterr().out.count("[skip]") == 3 + 6 + 2
     assert len(json.loads((out / "study.json").read_text())["invocations"]) == 2
     assert {str(path): path.stat().st_mtime_ns for path in out.rglob("summary.json")} == stamps
 
 
-def test_a_study_file_without_a_holdout_is_a_one_line_error(tmp_path, capsys):
-    (tmp_path / "study.yaml").write_text("tune: t.yaml\nisoflop: [i.yaml]\n")
+@pytest.mark.parametrize("holdout, message", [("", "needs `holdout: {max_flops: C}`"),
+                                              ("holdout: {max_flops: 1e9, seeds: 3}", "must be a list of distinct"),
+                                              ("holdout: {max_flops: 1e9, seeds: [1, 1]}", "must be a list of distinct")])
+def test_a_study_file_without_a_valid_holdout_is_a_one_line_error(tmp_path, capsys, holdout, message):
+    (tmp_path / "study.yaml").write_text(f"tune: t.yaml\nisoflop: [i.yaml]\n{holdout}\n")
     assert main(["scaling", "study", str(tmp_path / "study.yaml")]) == 2
     err = capsys.readouterr().err.strip()
-    assert "needs `holdout: {max_flops: C}`" in err and len(err.splitlines()) == 1
+    assert message in err and len(err.splitlines()) == 1
 
 
 def test_max_flops_sets_the_steps_from_the_models_flops_per_token(tiny_text):

@@ -77,7 +77,7 @@ def approach2(pts: dict, bootstrap: int = 1000, seed: int = 0) -> dict:
     b, k_d = power_law(Cs, np.array([r["D_opt"] for r in rows]))
     samples, failed = bootstrap_exponents(pts, used, Cs, bootstrap, seed)
     result.update(a=a, b=b, N_opt_coefficient=k_n, D_opt_coefficient=k_d, bootstrap=bootstrap,
-                  bootstrap_failed=failed)
+                  bootstrap_failed=failed, samples_a=samples[:, 0].tolist())
     if len(samples) >= 20:
         result["ci"] = {name: [float(np.percentile(samples[:, i], 2.5)), float(np.percentile(samples[:, i], 97.5))]
                         for i, name in enumerate(("a", "b"))}

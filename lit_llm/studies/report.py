@@ -33,7 +33,7 @@ from lit_llm.errors import LitLLMError
 from lit_llm.studies.report_html import SORT_SCRIPT, STYLE, evaluations_table, runs_table, samples_section
 from lit_llm.studies.runs import STUDY, Run, find_runs, find_sweeps, sweep_name
 from lit_llm.studies.scaling import MAX_EXPONENT, fit_all, load_points
-from lit_llm.studies.scaling_output import describe, plot_all
+from lit_llm.studies.scaling_output import describe, measured, plot_all
 
 REPORT_NAME = "report.html"
 # config keys worth showing when they differ between runs (paths and names never are)
@@ -235,8 +235,8 @@ def study_section(root: Path) -> list[str]:
     text = f"<pre>{html.escape(chr(10).join(describe(fit)))}</pre>"
     if (p := fit.get("prediction")) and p.get("measured_loss") is not None:
         text += (f"<p><b>Held-out prediction</b> at C = {p['C']:.3g} FLOPs (a budget the fit did not see): n_layer "
-                 f"{p['n_layer']} (N = {p['N']:.3g}, D = {p['D']:.3g}), predicted val loss {p['loss']:.4f}, measured "
-                 f"{p['measured_loss']:.4f} ({100 * p['relative_error']:+.2f}%).</p>")
+                 f"{p['n_layer']} (N = {p['N']:.3g}, D = {p['D']:.3g}), predicted val loss {p['loss']:.4f}, "
+                 f"{html.escape(measured(p))}.</p>")
     figs = "".join(f'<img alt="{f.stem}" src="data:image/png;base64,{base64.b64encode(f.read_bytes()).decode()}">'
                    for f in sorted((root / "fit").glob("*.png")))
     return [f"<h3>Study {html.escape(root.name)}</h3>{text}<div class=row>{figs}</div>"]

@@ -8,7 +8,9 @@ Laws (N = parameters, D = training tokens, C = training FLOPs, L = loss):
   a = beta/(alpha+beta), b = alpha/(alpha+beta), G = (alpha A / (beta B))^(1/(alpha+beta)).
 - L_N: L(N) = E + A/N^alpha over each size's best loss; L_D likewise over each budget's best loss.
 - isoflop (approach 2) and approach1: lit_llm.studies.isoflop (parabolas per isoFLOP profile, bootstrap CIs).
-- agreement: whether approach 2's a and approach 3's a = beta/(alpha+beta) lie in each other's 95% interval.
+- agreement: whether approach 2's a and approach 3's a = beta/(alpha+beta) lie in each other's 95% interval, and
+  the 95% interval of their difference.
+- backtest: the law fitted without the largest budget, predicting that budget's runs (its extrapolation error).
 C is the runs' training FLOPs as they counted them (summary "flops": attention and head included), 6ND for CSVs
 without a C column.
 """
@@ -25,7 +27,7 @@ from scipy.optimize import minimize
 from scipy.special import logsumexp
 
 from lit_llm.errors import LitLLMError
-from lit_llm.studies.isoflop import approach1, approach2
+from lit_llm.studies.isoflop import approach1, approach2, profiles
 from lit_llm.studies.runs import fit_summaries
 
 DELTA = 1e-3
@@ -265,7 +267,12 @@ def fit_all(pts: dict, bootstrap: int = 100, budget: float | None = None) -> dic
         samples = [f["a"] for p in chin["samples"] if (f := counted_frontier(p, pts["shapes"], Cs))]
         if samples:
             counted["ci"] = {"a": [float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5))]}
+            counted["samples_a"] = samples
         chin["counted_frontier"] = counted
+    agree = agreement(iso, chin)
+    iso.pop("samples_a", None)
+    if counted is not None:
+        counted.pop("samples_a", None)
     return {
         "runs": len(pts["loss"]),
         "chinchilla": chin,
@@ -274,14 +281,35 @@ def fit_all(pts: dict, bootstrap: int = 100, budget: float | None = None) -> dic
         "L_D": fit_single(pts["D"], pts["loss"], "D"),
         "isoflop": iso,
         "approach1": approach1(pts),
-        "agreement": agreement(iso, chin),
+        "agreement": agree,
+        "backtest": backtest(pts),
     }
+
+
+def backtest(pts: dict) -> dict | None:
+    """Approach 3's law fitted without the largest budget's runs, predicting them: how far the law carries one
+    budget beyond its data on these runs, known before any held-out run (relative error = measured/predicted - 1)."""
+    groups = profiles(pts["C"])
+    if len(groups) < 3:
+        return None
+    last = groups[-1]
+    keep = np.setdiff1d(np.arange(len(pts["loss"])), last)
+    law = fit_chinchilla({k: pts[k][keep] for k in ("N", "D", "loss")}, bootstrap=0)
+    runs = [{"N": float(pts["N"][i]), "D": float(pts["D"][i]), "loss": float(pts["loss"][i]),
+             "predicted": law_loss(law, pts["N"][i], pts["D"][i])} for i in last]
+    for r in runs:
+        r["relative_error"] = r["loss"] / r["predicted"] - 1
+    best = min(runs, key=lambda r: r["loss"])
+    return {"C": float(np.exp(np.mean(np.log(pts["C"][last])))), "fitted_runs": int(len(keep)), "runs": runs,
+            "best_run_relative_error": best["relative_error"],
+            "median_abs_relative_error": float(np.median([abs(r["relative_error"]) for r in runs]))}
 
 
 def agreement(iso: dict, chin: dict) -> dict | None:
     """Whether approaches 2 and 3 agree on a: each estimate inside the other's 95% interval. Approach 3's a is
     its frontier under the runs' own FLOP count where the runs give their sizes' FLOPs (counted_frontier),
-    else the closed form beta/(alpha+beta) for C = 6ND."""
+    else the closed form beta/(alpha+beta) for C = 6ND. Also the 95% interval of the difference a2 - a3 from
+    the two bootstraps: whether the two estimates differ by more than their noise explains."""
     if iso.get("a") is None:
         return None
     three = chin.get("counted_frontier") or chin
@@ -289,5 +317,12 @@ def agreement(iso: dict, chin: dict) -> dict | None:
     chin = {"a": three["a"]}
     inside = lambda x, ci: bool(ci and ci[0] <= x <= ci[1])  # noqa: E731
     both = inside(iso["a"], ci3) and inside(chin["a"], ci2)
-    return {"a_approach2": iso["a"], "a_approach3": chin["a"], "ci_approach2": ci2, "ci_approach3": ci3,
-            "agree": both, "intervals_overlap": bool(ci2 and ci3 and ci2[0] <= ci3[1] and ci3[0] <= ci2[1])}
+    result = {"a_approach2": iso["a"], "a_approach3": chin["a"], "ci_approach2": ci2, "ci_approach3": ci3,
+              "agree": both, "intervals_overlap": bool(ci2 and ci3 and ci2[0] <= ci3[1] and ci3[0] <= ci2[1])}
+    s2, s3 = iso.get("samples_a"), three.get("samples_a") or [p["a"] for p in three.get("samples", [])]
+    if s2 and s3:  # the bootstraps are independent, so pairing their samples by index pairs them at random
+        m = min(len(s2), len(s3))
+        diff = np.asarray(s2[:m]) - np.asarray(s3[:m])
+        ci = [float(np.percentile(diff, 2.5)), float(np.percentile(diff, 97.5))]
+        result.update(difference=iso["a"] - chin["a"], ci_difference=ci, difference_excludes_zero=not ci[0] <= 0 <= ci[1])
+    return result

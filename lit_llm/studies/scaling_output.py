@@ -113,7 +113,23 @@ def describe(fit: dict) -> list[str]:
         verdict = ("agree: each a lies in the other's 95% interval" if ag["agree"] else
                    "overlap in their intervals only" if ag["intervals_overlap"] else "disagree")
         lines.append(f"approaches 2 and 3 on a: {ag['a_approach2']:.3f} vs {ag['a_approach3']:.3f}: {verdict}")
+        if ag.get("ci_difference"):
+            lo, hi = ag["ci_difference"]
+            lines.append(f"  difference a2 - a3 = {ag['difference']:.3f}, 95% [{lo:.3f}, {hi:.3f}]: " + (
+                "larger than the bootstraps' noise" if ag["difference_excludes_zero"] else "within the bootstraps' noise"))
+    if bt := fit.get("backtest"):
+        lines.append(f"backtest: fitted without C = {bt['C']:.3g}, approach 3 predicts its best run "
+                     f"{100 * bt['best_run_relative_error']:+.1f}% off (median |error| over its {len(bt['runs'])} runs "
+                     f"{100 * bt['median_abs_relative_error']:.1f}%)")
     return lines
+
+
+def measured(p: dict) -> str:
+    """The held-out run's measured loss against the prediction, with its seeds' spread when it ran several."""
+    seeds = p.get("measured_losses") or [p["measured_loss"]]
+    spread = (f" (mean of {len(seeds)} seeds, sd {p['measured_std']:.4f} = {100 * p['measured_std'] / p['measured_loss']:.1f}%)"
+              if p.get("measured_std") is not None else "")
+    return f"measured {p['measured_loss']:.4f}{spread}: {100 * p['relative_error']:+.2f}% from the prediction"
 
 
 def plot_tune(tune: dict, path: Path) -> Path:

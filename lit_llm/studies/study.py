@@ -7,7 +7,9 @@ runs, and the held-out budget:
     parallel: 2                      # runs at a time
     tune: tune.yaml                  # a grid over model.lr (and width): the best lr at the smallest width
     isoflop: [isoflop-1.yaml, ...]   # one grid over sizes per compute budget (--max_flops)
-    holdout: {max_flops: 1.9e13}     # a budget left out of the fit: its compute-optimal run is predicted, then run
+    holdout: {max_flops: 1.9e13, seeds: [1337, 1338, 1339]}
+                                     # a budget left out of the fit: its compute-optimal run is predicted, then run
+                                     # once per seed (their spread: the noise floor of the comparison)
 
 Stages: (1) tune: run tune.yaml, pick the best learning rate per width (parabola vertex in log lr when the grid
 brackets it, else the grid's best) and use the smallest width's for every later run (µP transfers it across
@@ -33,7 +35,7 @@ from lit_llm.errors import LitLLMError, yaml_problem
 from lit_llm.studies.isoflop import vertex
 from lit_llm.studies.runs import STUDY, fit_summaries
 from lit_llm.studies.scaling import PARAMS, fit_all, law_loss, load_points
-from lit_llm.studies.scaling_output import describe, plot_all, plot_tune
+from lit_llm.studies.scaling_output import describe, measured, plot_all, plot_tune
 from lit_llm.studies.sweep import SweepRunner, load_sweep
 
 N_COUNT = "with_head"  # N: the weights a token's matmuls use (non-embedding + the output head)
@@ -50,6 +52,10 @@ def load_study(path: Path) -> dict:
         raise LitLLMError(f"study file {path} needs `tune: FILE` and `isoflop: [FILE, ...]` (sweep files beside it)")
     if not isinstance(spec.get("holdout"), dict) or not spec["holdout"].get("max_flops"):
         raise LitLLMError(f"study file {path} needs `holdout: {{max_flops: C}}`, the budget left out of the fit")
+    seeds = spec["holdout"].get("seeds")
+    if seeds is not None and (not isinstance(seeds, list) or not seeds or not all(isinstance(x, int) for x in seeds)
+                              or len(set(seeds)) < len(seeds)):
+        raise LitLLMError(f"study file {path}: `holdout.seeds` must be a list of distinct integers, e.g. [1337, 1338]")
     for name in [spec["tune"], *spec["isoflop"]]:
         load_sweep(path.parent / name)  # every sweep file is checked before anything runs
     return spec
@@ -180,18 +186,26 @@ class Study:
         return prediction
 
     def holdout(self, prediction: dict, extra: list[str]) -> dict:
+        """The predicted run at the held-out budget, once per seed of the study file's `holdout.seeds` (else once
+        with the config's seed): the measured loss is their mean, and their spread is the noise floor a
+        comparison with the prediction cannot beat."""
         template = load_sweep(self.path.parent / self.spec["isoflop"][-1])
-        sweep = {**template, "name": f"{self.name}-holdout", "method": "grid",
-                 "parameters": {"model.n_layer": {"value": prediction["n_layer"]},
-                                "max_flops": {"value": prediction["C"]}}}
+        seeds = self.spec["holdout"].get("seeds") or []
+        parameters = {"model.n_layer": {"value": prediction["n_layer"]}, "max_flops": {"value": prediction["C"]}}
+        if seeds:
+            parameters["seed_everything"] = {"values": seeds}
+        sweep = {**template, "name": f"{self.name}-holdout", "method": "grid", "parameters": parameters}
         out = self.out / "holdout"
         out.mkdir(parents=True, exist_ok=True)
         file = out / "holdout.yaml"
         file.write_text("# written by lit-llm scaling study: the predicted compute-optimal run at the held-out budget\n"
                         + yaml.safe_dump(sweep, sort_keys=False))
-        self.sweep(file, out, extra, parallel=1)  # one run: all cores
+        self.sweep(file, out, extra, parallel=min(len(seeds) or 1, self.parallel))  # one run: all cores
         pts = load_points(str(out), N_COUNT, minimum=1)
-        return {"measured_loss": float(pts["loss"][0]), "measured_C": float(pts["C"][0]), "measured_N": float(pts["N"][0])}
+        losses = pts["loss"].tolist()
+        return {"measured_loss": float(np.mean(losses)), "measured_losses": losses,
+                "measured_std": float(np.std(losses, ddof=1)) if len(losses) > 1 else None,
+                "measured_C": float(pts["C"][0]), "measured_N": float(pts["N"][0])}
 
     # --- output ----------------------------------------------------------------------------------------
     def report(self, fit: dict, pts: dict) -> None:
@@ -207,8 +221,7 @@ class Study:
         (self.out / "report.md").write_text(self.markdown(fit))
         print("\n".join(describe(fit)))
         p = fit["prediction"]
-        print(f"held-out C = {p['C']:.3g}: predicted {p['loss']:.4f}, measured {p['measured_loss']:.4f} "
-              f"({100 * p['relative_error']:+.2f}%)")
+        print(f"held-out C = {p['C']:.3g}: predicted {p['loss']:.4f}, {measured(p)}")
         print(f"wrote {self.out / 'report.md'}, {self.out / STUDY}, {fit_dir / 'fit.json'} and {len(figures)} "
               f"figures; {self.record['seconds']['total'] / 60:.1f} min", flush=True)
 
@@ -244,7 +257,7 @@ class Study:
                   f"Fitted without it, approach 3's law picks n_layer {p['n_layer']} (N = {p['N']:.3g}, D = {p['D']:.3g}) "
                   f"as compute-optimal at C = {p['C']:.3g} and predicts val loss **{p['loss']:.4f}**"
                   + (f" (bootstrap 95%: {p['interval'][0]:.4f}-{p['interval'][1]:.4f})" if p.get("interval") else "")
-                  + f"; the run measured **{p['measured_loss']:.4f}**: {100 * p['relative_error']:+.2f}%.", "",
+                  + f"; {measured(p)}.", "",
                   "| n_layer | N | D | predicted loss |", "| --- | --- | --- | --- |"]
         lines += [f"| {c['n_layer']} | {c['N']:.3g} | {c['D']:.3g} | {c['loss']:.4f} |" for c in p["candidates"]]
         repeated = self.record.get("repeated_data", [])

@@ -13,6 +13,7 @@ val/acc, val/f1, val/loss (and test/...), train/loss and train/acc per logged st
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Literal
 
 import lightning as L
@@ -26,6 +27,7 @@ from lit_llm.checkpoints import gpt_state_dict, read_lm_checkpoint
 from lit_llm.errors import LitLLMError
 from lit_llm.model.build import LanguageNetwork, build_model
 from lit_llm.model.gpt import GPT, GPTConfig
+from lit_llm.model.mup import lr_multiplier, scale_output
 from lit_llm.training.lightning_internals import should_log, trainer_or_none
 from lit_llm.training.optim import adamw_with_schedule
 
@@ -145,7 +147,8 @@ class TextClassifier(L.LightningModule):
         if self.hparams.arch == "baseline":  # the articles' baseline: always the mean of the embeddings
             return self.head(self.dropout(pool(self.backbone(tokens), lengths, "mean")))
         h = self.backbone.hidden_states(tokens)  # (B, L, C)
-        return self.head(self.dropout(pool(h, lengths, self.hparams.pooling)))
+        # a µP backbone's readout multiplier (1/m) applies to this head as it does to its LM head
+        return self.head(self.dropout(scale_output(pool(h, lengths, self.hparams.pooling), self.backbone.config)))
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         logits = self(batch["tokens"], batch["lengths"])
@@ -185,7 +188,9 @@ class TextClassifier(L.LightningModule):
     # --- optimization --------------------------------------------------------------------------
     def configure_optimizers(self):
         hp = self.hparams
-        return adamw_with_schedule(self, hp.lr, hp.weight_decay, hp.warmup_steps)
+        config = getattr(self.backbone, "config", None)  # a µP backbone's block matrices train at lr / m
+        mup = partial(lr_multiplier, cfg=config) if config is not None and config.parametrization == "mup" else None
+        return adamw_with_schedule(self, hp.lr, hp.weight_decay, hp.warmup_steps, lr_multiplier=mup)
 
     # --- accounting (the run summary) ----------------------------------------------------------
     def num_params(self, non_embedding: bool = True) -> int:
