@@ -29,6 +29,7 @@ trainer: {{val_check_interval: 100000, enable_progress_bar: false, enable_model_
 wandb: {{mode: disabled}}
 """)
     tune = sweep_file(tmp_path / "tune.yaml", "t-tune", {"model.lr": {"values": [3e-3, 1e-2, 3e-2]},
+                                                          "seed_everything": {"values": [1, 2]},
                                                           "model.n_layer": {"value": 1}, "max_tokens": {"value": 2000}})
     iso = [sweep_file(tmp_path / f"iso-{i}.yaml", f"t-iso-{i}", {"model.n_layer": {"values": [1, 2, 3]},
                                                                  "max_flops": {"value": c}})
@@ -50,6 +51,11 @@ def test_study_runs_every_stage_and_resumes_without_rerunning(tiny_text, tmp_pat
     tune = record["tune"]
     row = tune["widths"]["8"]  # one width: the mean over widths is its loss
     assert list(tune["widths"]) == ["8"] and row["lr"] == [3e-3, 1e-2, 3e-2] and tune["mean_val_loss"] == row["val_loss"]
+    by_lr = {}  # each point is the mean over its 2 seeds
+    for _, s in fit_summaries(out / "tune"):
+        by_lr.setdefault(s["config"]["model.lr"], {})[s["config"]["seed_everything"]] = s["val/loss"]
+    assert row["seeds"] == [2, 2, 2] and all(len(set(v.values())) == 2 for v in by_lr.values())
+    assert row["val_loss"] == pytest.approx([(by_lr[lr][1] + by_lr[lr][2]) / 2 for lr in row["lr"]])
     i = row["val_loss"].index(min(row["val_loss"]))  # the grid's best, or a vertex between its neighbours
     assert tune["lr"] == row["lr"][i] or row["lr"][max(i - 1, 0)] < tune["lr"] < row["lr"][min(i + 1, 2)]
     iso_runs = [s for d in ("iso-0", "iso-1") for _, s in fit_summaries(out / d)]
@@ -81,7 +87,7 @@ def test_study_runs_every_stage_and_resumes_without_rerunning(tiny_text, tmp_pat
     assert "Held-out prediction" in page and f"measured {p['measured_loss']:.4f} (mean of 2 seeds" in page
     stamps = {str(path): path.stat().st_mtime_ns for path in out.rglob("summary.json")}
     assert main(["scaling", "study", str(study), "--out", str(out), "--bootstrap", "20"]) == 0
-    assert capsys.readouterr().out.count("[skip]") == 3 + 6 + 2
+    assert capsys.readouterr().out.count("[skip]") == 6 + 6 + 2
     assert len(json.loads((out / "study.json").read_text())["invocations"]) == 2
     assert {str(path): path.stat().st_mtime_ns for path in out.rglob("summary.json")} == stamps
 

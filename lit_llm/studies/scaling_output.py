@@ -144,7 +144,7 @@ def plot_tune(tune: dict, path: Path) -> Path:
         line = ax.plot(row["lr"], row["val_loss"], "o-", label=f"width {width} (best lr {row['best_lr']:.3g})")
         ax.axvline(row["best_lr"], color=line[0].get_color(), ls=":", lw=1)
     ax.axvline(tune["lr"], color="k", lw=1, label=f"used: {tune['lr']:.3g}")
-    ax.set(xscale="log", xlabel="learning rate (µP: the base width's)", ylabel="val loss", title="Stage 1: learning rate")
+    ax.set(xscale="log", xlabel="learning rate (µP: the base width's)", ylabel="val loss (mean over seeds)", title="Stage 1: learning rate")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -142,20 +142,22 @@ class Study:
 
     # --- stages ----------------------------------------------------------------------------------------
     def tune(self) -> float:
-        """The lr with the lowest val loss averaged over the tuned widths (under µP one lr should serve all):
-        the vertex of a parabola in log lr through the grid's best and its two neighbours, or the grid's best
-        where those do not bracket a minimum. Each width's own best (found the same way) is recorded: under µP
-        they agree, which is what the study checks."""
+        """The lr with the lowest val loss averaged over the tuned widths (under µP one lr should serve all) and
+        over the seeds when the tuning grid has several (`seed_everything`): the vertex of a parabola in log lr
+        through the grid's best and its two neighbours, or the grid's best where those do not bracket a minimum.
+        Each width's own best (found the same way) is recorded: under µP they agree, which is what the study
+        checks, and one seed's noise can move them by 2x (docs/scaling-cpu.md)."""
         out = self.sweep(self.path.parent / self.spec["tune"], self.out / "tune", [])
-        losses: dict[int, dict[float, float]] = {}
+        runs: dict[int, dict[float, list[float]]] = {}
         for _, s in fit_summaries(out):
             if s.get("val/loss") is not None and s.get("n_embd"):
-                losses.setdefault(int(s["n_embd"]), {})[float(s["config"]["model.lr"])] = float(s["val/loss"])
+                runs.setdefault(int(s["n_embd"]), {}).setdefault(float(s["config"]["model.lr"]), []).append(float(s["val/loss"]))
+        losses = {w: {lr: float(np.mean(v)) for lr, v in by_lr.items()} for w, by_lr in runs.items()}
         lrs = sorted(set.intersection(*(set(v) for v in losses.values()))) if losses else []
         if len(lrs) < 2:
             raise LitLLMError(f"the tuning sweep in {out} needs finished runs at 2+ learning rates shared by every width")
-        rows = {w: {"lr": lrs, "val_loss": [v[lr] for lr in lrs], "best_lr": best_lr(lrs, [v[lr] for lr in lrs])}
-                for w, v in sorted(losses.items())}
+        rows = {w: {"lr": lrs, "val_loss": [v[lr] for lr in lrs], "best_lr": best_lr(lrs, [v[lr] for lr in lrs]),
+                    "seeds": [len(runs[w][lr]) for lr in lrs]} for w, v in sorted(losses.items())}
         mean = np.mean([r["val_loss"] for r in rows.values()], axis=0)
         lr, base, widest = best_lr(lrs, mean), min(rows), max(rows)
         self.record["tune"] = {"widths": rows, "mean_val_loss": mean.tolist(), "lr": lr, "base_width": base,
@@ -244,7 +246,8 @@ class Study:
         t, p, sec = self.record["tune"], fit["prediction"], self.record["seconds"]
         lines = [f"# Scaling study {self.name}", "", f"Study file `{self.path}`; every run's command and output under "
                  f"`{self.out}`. Wall clock: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in sec.items()) + ".", "",
-                 "## Learning rate (stage 1)", "", "| width | best lr | " + " | ".join(
+                 "## Learning rate (stage 1)", "", f"Val loss, the mean over {max(max(r['seeds']) for r in t['widths'].values())} "
+                 "seed(s) per point:", "", "| width | best lr | " + " | ".join(
                      f"{lr:.3g}" for lr in t["widths"][t["base_width"]]["lr"]) + " |",
                  "| --- | --- |" + " --- |" * len(t["widths"][t["base_width"]]["lr"])]
         for width, row in t["widths"].items():
