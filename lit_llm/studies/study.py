@@ -11,9 +11,9 @@ runs, and the held-out budget:
                                      # a budget left out of the fit: its compute-optimal run is predicted, then run
                                      # once per seed (their spread: the noise floor of the comparison)
 
-Stages: (1) tune: run tune.yaml, pick the best learning rate per width (each lr's loss the mean over the seeds) (parabola vertex in log lr when the grid
-brackets it, else the grid's best) and use the smallest width's for every later run (µP transfers it across
-width; the other widths' best show how well); (2) isoflop: run every isoFLOP sweep with that lr; (3) fit:
+Stages: (1) tune: run tune.yaml and use, for every later run, the learning rate best on the mean over its
+widths and seeds (a parabola vertex in log lr when the grid brackets it, else the grid's best); under µP
+each width's own best should agree (recorded); (2) isoflop: run every isoFLOP sweep with that lr; (3) fit:
 approaches 1, 2 and 3 on those runs (`scaling.fit_all`); (4) predict: the law of approach 3 picks the size of
 the sizes tried with the lowest predicted loss at the held-out budget, and gives its loss; (5) holdout: run
 it (written as holdout.yaml, a sweep file too) and compare; (6) report: study.json, report.md and the figures.
