@@ -267,12 +267,9 @@ def fit_all(pts: dict, bootstrap: int = 100, budget: float | None = None) -> dic
         samples = [f["a"] for p in chin["samples"] if (f := counted_frontier(p, pts["shapes"], Cs))]
         if samples:
             counted["ci"] = {"a": [float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5))]}
-            counted["samples_a"] = samples
         chin["counted_frontier"] = counted
-    agree = agreement(iso, chin)
-    iso.pop("samples_a", None)
-    if counted is not None:
-        counted.pop("samples_a", None)
+    a3_samples = samples if counted is not None else [p["a"] for p in chin["samples"]]
+    agree = agreement(iso, chin, iso.pop("samples_a", []), a3_samples)
     return {
         "runs": len(pts["loss"]),
         "chinchilla": chin,
@@ -305,11 +302,11 @@ def backtest(pts: dict) -> dict | None:
             "median_abs_relative_error": float(np.median([abs(r["relative_error"]) for r in runs]))}
 
 
-def agreement(iso: dict, chin: dict) -> dict | None:
+def agreement(iso: dict, chin: dict, a2_samples: list[float] = (), a3_samples: list[float] = ()) -> dict | None:
     """Whether approaches 2 and 3 agree on a: each estimate inside the other's 95% interval. Approach 3's a is
     its frontier under the runs' own FLOP count where the runs give their sizes' FLOPs (counted_frontier),
-    else the closed form beta/(alpha+beta) for C = 6ND. Also the 95% interval of the difference a2 - a3 from
-    the two bootstraps: whether the two estimates differ by more than their noise explains."""
+    else the closed form beta/(alpha+beta) for C = 6ND. Given both bootstraps' samples of a, also the 95%
+    interval of the difference a2 - a3: whether the two estimates differ by more than their noise explains."""
     if iso.get("a") is None:
         return None
     three = chin.get("counted_frontier") or chin
@@ -319,10 +316,9 @@ def agreement(iso: dict, chin: dict) -> dict | None:
     both = inside(iso["a"], ci3) and inside(chin["a"], ci2)
     result = {"a_approach2": iso["a"], "a_approach3": chin["a"], "ci_approach2": ci2, "ci_approach3": ci3,
               "agree": both, "intervals_overlap": bool(ci2 and ci3 and ci2[0] <= ci3[1] and ci3[0] <= ci2[1])}
-    s2, s3 = iso.get("samples_a"), three.get("samples_a") or [p["a"] for p in three.get("samples", [])]
-    if s2 and s3:  # the bootstraps are independent, so pairing their samples by index pairs them at random
-        m = min(len(s2), len(s3))
-        diff = np.asarray(s2[:m]) - np.asarray(s3[:m])
+    if len(a2_samples) and len(a3_samples):  # independent bootstraps: pairing samples by index pairs them at random
+        m = min(len(a2_samples), len(a3_samples))
+        diff = np.asarray(a2_samples[:m]) - np.asarray(a3_samples[:m])
         ci = [float(np.percentile(diff, 2.5)), float(np.percentile(diff, 97.5))]
         result.update(difference=iso["a"] - chin["a"], ci_difference=ci, difference_excludes_zero=not ci[0] <= 0 <= ci[1])
     return result

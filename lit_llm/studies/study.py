@@ -5,7 +5,7 @@ runs, and the held-out budget:
 
     name: scaling-cpu
     parallel: 2                      # runs at a time
-    tune: tune.yaml                  # a grid over model.lr (and width): the best lr at the smallest width
+    tune: tune.yaml                  # a grid over model.lr, widths and seeds: the lr best on their mean
     isoflop: [isoflop-1.yaml, ...]   # one grid over sizes per compute budget (--max_flops)
     holdout: {max_flops: 1.9e13, seeds: [1337, 1338, 1339]}
                                      # a budget left out of the fit: its compute-optimal run is predicted, then run
@@ -130,9 +130,9 @@ class Study:
         pts = load_points([str(d) for d in iso_dirs], N_COUNT)
         fit = self.timed("fit", fit_all, pts, self.bootstrap)
         prediction = self.predict(fit, pts)
-        measured = self.timed("holdout", self.holdout, prediction, extra)
-        prediction.update(measured)
-        prediction["relative_error"] = measured["measured_loss"] / prediction["loss"] - 1
+        held_out = self.timed("holdout", self.holdout, prediction, extra)
+        prediction.update(held_out)
+        prediction["relative_error"] = held_out["measured_loss"] / prediction["loss"] - 1
         fit["prediction"] = prediction
         self.record["seconds"]["total"] = round(time.time() - start, 1)
         self.record["invocations"] = [*self.earlier, {"finished": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -151,7 +151,8 @@ class Study:
         runs: dict[int, dict[float, list[float]]] = {}
         for _, s in fit_summaries(out):
             if s.get("val/loss") is not None and s.get("n_embd"):
-                runs.setdefault(int(s["n_embd"]), {}).setdefault(float(s["config"]["model.lr"]), []).append(float(s["val/loss"]))
+                by_lr = runs.setdefault(int(s["n_embd"]), {})
+                by_lr.setdefault(float(s["config"]["model.lr"]), []).append(float(s["val/loss"]))
         losses = {w: {lr: float(np.mean(v)) for lr, v in by_lr.items()} for w, by_lr in runs.items()}
         lrs = sorted(set.intersection(*(set(v) for v in losses.values()))) if losses else []
         if len(lrs) < 2:
