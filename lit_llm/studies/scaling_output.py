@@ -133,17 +133,23 @@ def measured(p: dict) -> str:
 
 
 def plot_tune(tune: dict, path: Path) -> Path:
-    """Val loss against lr, a line per width, the lr used marked."""
+    """Val loss against lr, a line per tuned configuration (depth and width), each one's best and the lr its
+    depth was given by the rule marked."""
     import matplotlib  # imported here: slow to import, and only figures need it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    used = {int(k): v for k, v in tune.get("lr_by_n_layer", {}).items()}
     for width, row in tune["widths"].items():
-        line = ax.plot(row["lr"], row["val_loss"], "o-", label=f"width {width} (best lr {row['best_lr']:.3g})")
+        check = " (µP check)" if row.get("role") == "mup_check" else ""
+        line = ax.plot(row["lr"], row["val_loss"], "o-", label=f"n_layer {row['n_layer']}, width {width}{check}: "
+                       f"best lr {row['best_lr']:.3g}")
         ax.axvline(row["best_lr"], color=line[0].get_color(), ls=":", lw=1)
-    ax.axvline(tune["lr"], color="k", lw=1, label=f"used: {tune['lr']:.3g}")
+        if row["n_layer"] in used and not check:
+            ax.plot([used[row["n_layer"]]], [min(row["val_loss"])], "v", color=line[0].get_color(), ms=9)
+    ax.plot([], [], "kv", label="lr the rule gives that depth")
     ax.set(xscale="log", xlabel="learning rate (µP: the base width's)", ylabel="val loss (mean over seeds)", title="Stage 1: learning rate")
     ax.legend(fontsize=8)
     fig.tight_layout()

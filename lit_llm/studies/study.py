@@ -5,18 +5,20 @@ runs, and the held-out budget:
 
     name: scaling-cpu
     parallel: 2                      # runs at a time
-    tune: tune.yaml                  # a grid over model.lr, widths and seeds: the lr best on their mean
+    tune: tune.yaml                  # a grid over model.lr, depths and seeds: each depth's best lr, a rule lr(L)
+    mup_check: tune-width.yaml       # optional: the same lrs at a wider width, to check µP's transfer
     isoflop: [isoflop-1.yaml, ...]   # one grid over sizes per compute budget (--max_flops)
     holdout: {max_flops: 1.9e13, seeds: [1337, 1338, 1339]}
                                      # a budget left out of the fit: its compute-optimal run is predicted, then run
                                      # once per seed (their spread: the noise floor of the comparison)
 
-Stages: (1) tune: run tune.yaml and use, for every later run, the learning rate best on the mean over its
-widths and seeds (a parabola vertex in log lr when the grid brackets it, else the grid's best); under µP
-each width's own best should agree (recorded); (2) isoflop: run every isoFLOP sweep with that lr; (3) fit:
+Stages: (1) tune: run tune.yaml and fit the learning-rate rule every later run follows: each tuned depth's best
+lr on the mean over seeds (a parabola vertex in log lr when the grid brackets it, else the grid's best), then
+lr(L) = c * L^x through them (one depth: one lr); the µP check's width should agree with the base width's best
+(recorded); (2) isoflop: run every isoFLOP sweep, each run at its depth's lr; (3) fit:
 approaches 1, 2 and 3 on those runs (`scaling.fit_all`); (4) predict: the law of approach 3 picks the size of
 the sizes tried with the lowest predicted loss at the held-out budget, and gives its loss; (5) holdout: run
-it (written as holdout.yaml, a sweep file too) and compare; (6) report: study.json, report.md and the figures.
+it at its depth's lr (written as holdout.yaml, a sweep file too) and compare; (6) report: study.json, report.md and the figures.
 Each sweep keeps its own state, so a study that is stopped and started again re-runs nothing that finished.
 """
 
@@ -56,7 +58,7 @@ def load_study(path: Path) -> dict:
     if seeds is not None and (not isinstance(seeds, list) or not seeds or not all(isinstance(x, int) for x in seeds)
                               or len(set(seeds)) < len(seeds)):
         raise LitLLMError(f"study file {path}: `holdout.seeds` must be a list of distinct integers, e.g. [1337, 1338]")
-    for name in [spec["tune"], *spec["isoflop"]]:
+    for name in [spec["tune"], *([spec["mup_check"]] if spec.get("mup_check") else []), *spec["isoflop"]]:
         load_sweep(path.parent / name)  # every sweep file is checked before anything runs
     return spec
 
@@ -85,23 +87,24 @@ class Study:
         self.out = Path(out or Path("runs") / "studies" / self.name)
         self.parallel = parallel or int(self.spec.get("parallel", 1))
         self.bootstrap = bootstrap
+        self.rule: dict | None = None  # the tuned learning-rate rule (tune)
         self.record: dict = {"name": self.name, "study_file": str(self.path), "seconds": {}}
         try:  # a resumed study keeps what its earlier invocations took
             self.earlier = json.loads((self.out / STUDY).read_text()).get("invocations", [])
         except (OSError, ValueError):
             self.earlier = []
 
-    def sweep(self, file: str | Path, out: Path, extra: list[str], parallel: int | None = None) -> Path:
-        runner = SweepRunner(str(file), str(out), None, parallel or self.parallel, False, 0, extra)
+    def sweep(self, file: str | Path, out: Path, parallel: int | None = None) -> Path:
+        runner = SweepRunner(str(file), str(out), None, parallel or self.parallel, False, 0, per_run=self.lr_args)
         if runner.run() != 0:
             raise failed(file, out)
         return out
 
-    def sweeps(self, files: list[str], extra: list[str]) -> list[Path]:
+    def sweeps(self, files: list[str], per_run=None) -> list[Path]:
         """Several sweeps' runs in one pool, the longest first (the highest budget, then the smallest model:
         the most tokens), so no core waits for another sweep's last run."""
         runners = [SweepRunner(str(self.path.parent / f), str(self.out / Path(f).stem), None, self.parallel, False, 0,
-                               extra) for f in files]
+                               per_run=per_run) for f in files]
         jobs = [(r, run) for r in runners for run in r.pending()]
         for r in runners:
             r.save()
@@ -123,14 +126,13 @@ class Study:
 
     def run(self) -> int:
         start = time.time()
-        lr = self.timed("tune", self.tune)
-        extra = [f"--model.lr={lr:.4g}"]
-        self.record["extra_args"] = extra
-        iso_dirs = self.timed("isoflop", self.sweeps, self.spec["isoflop"], extra)
+        self.timed("tune", self.tune)
+        iso_dirs = self.timed("isoflop", self.sweeps, self.spec["isoflop"], self.lr_args)
         pts = load_points([str(d) for d in iso_dirs], N_COUNT)
+        self.record["tune"]["lr_by_n_layer"] = {s["n_layer"]: self.lr_for(s["n_layer"]) for s in pts["shapes"]}
         fit = self.timed("fit", fit_all, pts, self.bootstrap)
         prediction = self.predict(fit, pts)
-        held_out = self.timed("holdout", self.holdout, prediction, extra)
+        held_out = self.timed("holdout", self.holdout, prediction)
         prediction.update(held_out)
         prediction["relative_error"] = held_out["measured_loss"] / prediction["loss"] - 1
         fit["prediction"] = prediction
@@ -141,31 +143,74 @@ class Study:
         return 0
 
     # --- stages ----------------------------------------------------------------------------------------
-    def tune(self) -> float:
-        """The lr with the lowest val loss averaged over the tuned widths (under µP one lr should serve all) and
-        over the seeds when the tuning grid has several (`seed_everything`): the vertex of a parabola in log lr
-        through the grid's best and its two neighbours, or the grid's best where those do not bracket a minimum.
-        Each width's own best (found the same way) is recorded: under µP they agree, which is what the study
-        checks, and one seed's noise can move them by 2x (docs/scaling-cpu.md)."""
-        out = self.sweep(self.path.parent / self.spec["tune"], self.out / "tune", [])
-        runs: dict[int, dict[float, list[float]]] = {}
-        for _, s in fit_summaries(out):
-            if s.get("val/loss") is not None and s.get("n_embd"):
-                by_lr = runs.setdefault(int(s["n_embd"]), {})
-                by_lr.setdefault(float(s["config"]["model.lr"]), []).append(float(s["val/loss"]))
-        losses = {w: {lr: float(np.mean(v)) for lr, v in by_lr.items()} for w, by_lr in runs.items()}
-        lrs = sorted(set.intersection(*(set(v) for v in losses.values()))) if losses else []
-        if len(lrs) < 2:
-            raise LitLLMError(f"the tuning sweep in {out} needs finished runs at 2+ learning rates shared by every width")
-        rows = {w: {"lr": lrs, "val_loss": [v[lr] for lr in lrs], "best_lr": best_lr(lrs, [v[lr] for lr in lrs]),
-                    "seeds": [len(runs[w][lr]) for lr in lrs]} for w, v in sorted(losses.items())}
-        mean = np.mean([r["val_loss"] for r in rows.values()], axis=0)
-        lr, base, widest = best_lr(lrs, mean), min(rows), max(rows)
-        self.record["tune"] = {"widths": rows, "mean_val_loss": mean.tolist(), "lr": lr, "base_width": base,
-                               "best_lr_ratio_widest_to_base": rows[widest]["best_lr"] / rows[base]["best_lr"]}
-        print(f"tuned lr {lr:.4g} (best on average over widths {', '.join(map(str, rows))}); each width's best: "
-              + ", ".join(f"{w}: {r['best_lr']:.4g}" for w, r in rows.items()), flush=True)
-        return lr
+    def tune(self) -> dict:
+        """Runs the tuning sweep (`tune`) and the µP check (`mup_check`, when named) and sets the learning-rate
+        rule every later run follows (lr_for). Each tuned configuration (a width) gets its val loss per lr, the
+        mean over seeds, and its best lr: the vertex of a parabola in log lr through the grid's best and its two
+        neighbours, or the grid's best where those do not bracket a minimum. The rule comes from the `tune`
+        runs alone: per depth, the best lr of the mean over that depth's widths; one depth gives one lr for
+        every run, several give a power law in depth, lr(L) = c * L^x (least squares in log-log, held inside
+        the grid): under µP the lr transfers across width, not across depth or run length (Porian et al.
+        2024 tune it per size). The µP check compares the best lrs of the widest and narrowest width at the
+        smallest depth: under µP they agree."""
+        files = [self.spec["tune"]] + ([self.spec["mup_check"]] if self.spec.get("mup_check") else [])
+        outs = self.sweeps(files)
+        rows: dict[int, dict] = {}
+        for role, out in zip(("tune", "mup_check"), outs):
+            for _, s in fit_summaries(out):
+                if s.get("val/loss") is not None and s.get("n_embd") and s.get("n_layer"):
+                    row = rows.setdefault(int(s["n_embd"]), {"n_layer": int(s["n_layer"]), "N": s.get(PARAMS[N_COUNT]),
+                                                             "role": role, "runs": {}})
+                    row["runs"].setdefault(float(s["config"]["model.lr"]), []).append(float(s["val/loss"]))
+        for width, row in rows.items():
+            lrs = sorted(row.pop("runs").items())
+            row.update(lr=[lr for lr, _ in lrs], val_loss=[float(np.mean(v)) for _, v in lrs], seeds=[len(v) for _, v in lrs])
+            if len(lrs) < 2:
+                raise LitLLMError(f"the tuning sweeps in {self.out} need finished runs at 2+ learning rates for width {width}")
+            row["best_lr"] = best_lr(row["lr"], row["val_loss"])
+        depths = {}
+        for L in sorted({r["n_layer"] for r in rows.values() if r["role"] == "tune"}):
+            at = [r for r in rows.values() if r["role"] == "tune" and r["n_layer"] == L]
+            lrs = sorted(set.intersection(*(set(r["lr"]) for r in at)))
+            if len(lrs) < 2:
+                raise LitLLMError(f"the tuning sweep in {outs[0]} needs 2+ learning rates shared by the widths of n_layer {L}")
+            mean = np.mean([[r["val_loss"][r["lr"].index(lr)] for lr in lrs] for r in at], axis=0)
+            depths[L] = {"lr": lrs, "val_loss": mean.tolist(), "best_lr": best_lr(lrs, mean)}
+        if not depths:
+            raise LitLLMError(f"the tuning sweep in {outs[0]} has no finished run: see the output.log files there")
+        grid = [min(min(d["lr"]) for d in depths.values()), max(max(d["lr"]) for d in depths.values())]
+        if len(depths) == 1:
+            rule = {"form": "constant", "coefficient": next(iter(depths.values()))["best_lr"], "exponent": 0.0}
+        else:
+            x, c = np.polyfit(np.log(list(depths)), np.log([d["best_lr"] for d in depths.values()]), 1)
+            rule = {"form": "c * n_layer^x", "coefficient": float(np.exp(c)), "exponent": float(x)}
+        self.rule = {**rule, "within": grid}
+        base_depth = min(r["n_layer"] for r in rows.values())
+        at_base = {w: r for w, r in rows.items() if r["n_layer"] == base_depth}
+        base, widest = min(at_base), max(at_base)
+        self.record["tune"] = {
+            "widths": {w: rows[w] for w in sorted(rows)}, "depths": depths, "rule": self.rule,
+            "lr_by_n_layer": {L: self.lr_for(L) for L in depths}, "base_width": base, "widest_width": widest,
+            "best_lr_ratio_widest_to_base": rows[widest]["best_lr"] / rows[base]["best_lr"] if widest != base else None}
+        print("tuned lr " + ", ".join(f"n_layer {L}: {d['best_lr']:.4g}" for L, d in depths.items())
+              + f"; rule lr(L) = {rule['coefficient']:.4g} * L^{rule['exponent']:.3f} (kept within "
+              f"{grid[0]:.3g}-{grid[1]:.3g}); each width's best: "
+              + ", ".join(f"{w}: {r['best_lr']:.4g}" for w, r in sorted(rows.items())), flush=True)
+        return self.record["tune"]
+
+    def lr_for(self, n_layer: int) -> float:
+        """The learning rate of a model of depth n_layer under the tuned rule."""
+        r = self.rule
+        return float(np.clip(r["coefficient"] * n_layer ** r["exponent"], *r["within"]))
+
+    def lr_args(self, params: dict) -> list[str]:
+        """The --model.lr of a run after tuning (none before: the tuning sweeps set their own)."""
+        if self.rule is None:
+            return []
+        if "model.n_layer" not in params and self.rule["exponent"] != 0:
+            raise LitLLMError("a study's sweep runs need model.n_layer among their parameters: the tuned learning "
+                              "rate depends on depth")
+        return [f"--model.lr={self.lr_for(int(params.get('model.n_layer', 1))):.4g}"]
 
     def predict(self, fit: dict, pts: dict) -> dict:
         """The size (of those tried) with the lowest loss the law predicts at the held-out budget."""
@@ -188,7 +233,7 @@ class Study:
               f"loss {best['loss']:.4f}", flush=True)
         return prediction
 
-    def holdout(self, prediction: dict, extra: list[str]) -> dict:
+    def holdout(self, prediction: dict) -> dict:
         """The predicted run at the held-out budget, once per seed of the study file's `holdout.seeds` (else once
         with the config's seed): the measured loss is their mean, and their spread is the noise floor a
         comparison with the prediction cannot beat."""
@@ -203,7 +248,7 @@ class Study:
         file = out / "holdout.yaml"
         file.write_text("# written by lit-llm scaling study: the predicted compute-optimal run at the held-out budget\n"
                         + yaml.safe_dump(sweep, sort_keys=False))
-        self.sweep(file, out, extra, parallel=min(len(seeds) or 1, self.parallel))  # one run: all cores
+        self.sweep(file, out, parallel=min(len(seeds) or 1, self.parallel))  # one run: all cores
         pts = load_points(str(out), N_COUNT, minimum=1)
         losses = pts["loss"].tolist()
         return {"measured_loss": float(np.mean(losses)), "measured_losses": losses,
@@ -245,16 +290,21 @@ class Study:
     def markdown(self, fit: dict) -> str:
         """report.md: the tuning, the profiles, the three approaches and the held-out prediction."""
         t, p, sec = self.record["tune"], fit["prediction"], self.record["seconds"]
+        rule, grid = t["rule"], sorted({lr for r in t["widths"].values() for lr in r["lr"]})
         lines = [f"# Scaling study {self.name}", "", f"Study file `{self.path}`; every run's command and output under "
                  f"`{self.out}`. Wall clock: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in sec.items()) + ".", "",
                  "## Learning rate (stage 1)", "", f"Val loss, the mean over {max(max(r['seeds']) for r in t['widths'].values())} "
-                 "seed(s) per point:", "", "| width | best lr | " + " | ".join(
-                     f"{lr:.3g}" for lr in t["widths"][t["base_width"]]["lr"]) + " |",
-                 "| --- | --- |" + " --- |" * len(t["widths"][t["base_width"]]["lr"])]
+                 "seed(s) per point:", "", "| n_layer | width | sweep | best lr | " + " | ".join(f"{lr:.3g}" for lr in grid) + " |",
+                 "| --- | --- | --- | --- |" + " --- |" * len(grid)]
         for width, row in t["widths"].items():
-            lines.append(f"| {width} | {row['best_lr']:.3g} | " + " | ".join(f"{v:.4f}" for v in row["val_loss"]) + " |")
-        lines += ["", f"Used: lr {t['lr']:.4g}, the best on average over the widths; best lr at the widest / at the "
-                  f"base width ({t['base_width']}): {t['best_lr_ratio_widest_to_base']:.2f}.", "", "## Fits (stages 2-3)",
+            cells = [f"{row['val_loss'][row['lr'].index(lr)]:.4f}" if lr in row["lr"] else "" for lr in grid]
+            lines.append(f"| {row['n_layer']} | {width} | {row['role']} | {row['best_lr']:.3g} | " + " | ".join(cells) + " |")
+        ratio = t["best_lr_ratio_widest_to_base"]
+        lines += ["", f"Rule: lr(L) = {rule['coefficient']:.4g} x n_layer^{rule['exponent']:.3f}, kept within "
+                  f"{rule['within'][0]:.3g}-{rule['within'][1]:.3g}; used: " + ", ".join(
+                      f"n_layer {L}: {lr:.3g}" for L, lr in t["lr_by_n_layer"].items()) + "." + (
+                      f" µP check: best lr at width {t['widest_width']} / at width {t['base_width']}: {ratio:.2f}."
+                      if ratio is not None else ""), "", "## Fits (stages 2-3)",
                   "", "```",
                   *describe(fit), "```", "", "![isoFLOP profiles](fit/isoflop.png)", "",
                   "## Held-out prediction (stages 4-5)", "",

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -162,12 +163,12 @@ def is_lit_llm(command: list[str]) -> bool:
 # --- runner ---------------------------------------------------------------------------------------
 class SweepRunner:
     def __init__(self, path: str, out: str | None, count: int | None, parallel: int, dry_run: bool,
-                 seed: int, extra: list[str] | tuple = ()) -> None:
-        """extra: arguments added to every run's command after the sweep's own (a study passes its tuned
-        learning rate this way)."""
+                 seed: int, extra: list[str] | tuple = (), per_run: Callable[[dict], list[str]] | None = None) -> None:
+        """extra: arguments added to every run's command after the sweep's own; per_run: a function of a run's
+        parameters giving more (a study passes each size its tuned learning rate this way)."""
         self.sweep = load_sweep(path)
         self.name = self.sweep.get("name") or Path(path).stem
-        self.extra = list(extra)
+        self.extra, self.per_run = list(extra), per_run
         self.out = Path(out or Path("runs") / "sweeps" / self.name)
         self.count, self.parallel, self.dry_run, self.seed = count, max(1, parallel), dry_run, seed
         self.metric = self.sweep.get("metric", {}).get("name", "val/loss")
@@ -196,7 +197,7 @@ class SweepRunner:
         return [{"id": f"run-{i:03d}", "params": c} for i, c in enumerate(configs)]
 
     def command(self, run: dict) -> list[str]:
-        cmd = render_command(self.sweep, run["params"]) + self.extra
+        cmd = render_command(self.sweep, run["params"]) + self.extra + (self.per_run(run["params"]) if self.per_run else [])
         if is_lit_llm(cmd):  # each run in its own root, grouped and tagged in W&B by the sweep's name
             cmd += [f"--trainer.default_root_dir={self.out / run['id']}", f"--wandb.group={self.name}",
                     f"--wandb.name={self.name}-{run['id']}", f"--wandb.tags={json.dumps(self.tags())}"]
