@@ -31,10 +31,13 @@ wandb: {{mode: disabled}}
     tune = sweep_file(tmp_path / "tune.yaml", "t-tune", {"model.lr": {"values": [3e-3, 1e-2, 3e-2]},
                                                           "seed_everything": {"values": [1, 2]},
                                                           "model.n_layer": {"value": 1}, "max_tokens": {"value": 2000}})
+    check = sweep_file(tmp_path / "tune-width.yaml", "t-width", {"model.lr": {"values": [3e-3, 1e-2, 3e-2]},
+                                                                 "model.aspect_ratio": {"value": 16},
+                                                                 "model.n_layer": {"value": 1}, "max_tokens": {"value": 2000}})
     iso = [sweep_file(tmp_path / f"iso-{i}.yaml", f"t-iso-{i}", {"model.n_layer": {"values": [1, 2, 3]},
                                                                  "max_flops": {"value": c}})
            for i, c in enumerate((2e8, 4e8))]
-    (tmp_path / "study.yaml").write_text(yaml.safe_dump({"name": "t", "parallel": 2, "tune": tune, "isoflop": iso,
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump({"name": "t", "parallel": 2, "tune": tune, "mup_check": check, "isoflop": iso,
                                                          "holdout": {"max_flops": 8e8, "seeds": [5, 6]}}))
     return tmp_path / "study.yaml"
 
@@ -49,19 +52,24 @@ def test_study_runs_every_stage_and_resumes_without_rerunning(tiny_text, tmp_pat
     record = json.loads((out / "study.json").read_text())
     fit = json.loads((out / "fit" / "fit.json").read_text())
     tune = record["tune"]
-    row = tune["widths"]["8"]  # one width: the mean over widths is its loss
-    assert list(tune["widths"]) == ["8"] and row["lr"] == [3e-3, 1e-2, 3e-2] and tune["mean_val_loss"] == row["val_loss"]
+    row, wide = tune["configs"]  # the tuned depth, and the µP check at twice its width
+    assert (row["n_layer"], row["width"], wide["n_layer"], wide["width"]) == (1, 8, 1, 16)
+    assert row["role"] == "tune" and wide["role"] == "mup_check" and row["lr"] == wide["lr"] == [3e-3, 1e-2, 3e-2]
+    assert tune["depths"]["1"]["val_loss"] == row["val_loss"]  # one width at the depth: its loss is the depth's
+    assert wide["seeds"] == [1, 1, 1] and tune["best_lr_ratio_widest_to_base"] == pytest.approx(wide["best_lr"] / row["best_lr"])
     by_lr = {}  # each point is the mean over its 2 seeds
     for _, s in fit_summaries(out / "tune"):
         by_lr.setdefault(s["config"]["model.lr"], {})[s["config"]["seed_everything"]] = s["val/loss"]
     assert row["seeds"] == [2, 2, 2] and all(len(set(v.values())) == 2 for v in by_lr.values())
     assert row["val_loss"] == pytest.approx([(by_lr[lr][1] + by_lr[lr][2]) / 2 for lr in row["lr"]])
     i = row["val_loss"].index(min(row["val_loss"]))  # the grid's best, or a vertex between its neighbours
-    assert tune["lr"] == row["lr"][i] or row["lr"][max(i - 1, 0)] < tune["lr"] < row["lr"][min(i + 1, 2)]
+    lr = tune["rule"]["coefficient"]  # one tuned depth: one lr for every run
+    assert tune["rule"]["form"] == "constant" and lr == row["best_lr"]
+    assert lr == row["lr"][i] or row["lr"][max(i - 1, 0)] < lr < row["lr"][min(i + 1, 2)]
     iso_runs = [s for d in ("iso-0", "iso-1") for _, s in fit_summaries(out / d)]
     meta = next(path for path in (tmp_path / "cache").rglob("meta.json"))
     train = json.loads(meta.read_text())["splits"]["train"]["tokens"]
-    assert len(iso_runs) == 6 and all(s["config"]["model.lr"] == pytest.approx(tune["lr"], rel=1e-3) for s in iso_runs)
+    assert len(iso_runs) == 6 and all(s["config"]["model.lr"] == pytest.approx(lr, rel=1e-3) for s in iso_runs)
     for s in iso_runs:  # each run spent its budget: within one step of it
         budget = 2e8 if "iso-0" in s["config"]["trainer.default_root_dir"] else 4e8
         assert budget <= s["flops"] < budget + s["flops_per_token"] * 64
@@ -87,9 +95,41 @@ def test_study_runs_every_stage_and_resumes_without_rerunning(tiny_text, tmp_pat
     assert "Held-out prediction" in page and f"measured {p['measured_loss']:.4f} (mean of 2 seeds" in page
     stamps = {str(path): path.stat().st_mtime_ns for path in out.rglob("summary.json")}
     assert main(["scaling", "study", str(study), "--out", str(out), "--bootstrap", "20"]) == 0
-    assert capsys.readouterr().out.count("[skip]") == 6 + 6 + 2
+    assert capsys.readouterr().out.count("[skip]") == 6 + 3 + 6 + 2
     assert len(json.loads((out / "study.json").read_text())["invocations"]) == 2
     assert {str(path): path.stat().st_mtime_ns for path in out.rglob("summary.json")} == stamps
+
+
+def summary(n_layer, width, lr, loss):
+    return {"n_layer": n_layer, "n_embd": width, "params_with_head": 1000 * width, "val/loss": loss,
+            "config": {"model.lr": lr}}
+
+
+def test_the_lr_rule_is_a_power_law_in_depth_through_each_depths_best_and_stays_in_the_grid():
+    from lit_llm.studies.study import lr_rule, rule_lr, tuning_rows
+
+    grid = [2.5e-3, 5e-3, 1e-2, 2e-2, 4e-2, 8e-2]
+    best = {4: 4e-2, 16: 1e-2}  # the losses are parabolas in log lr with these vertices: lr(L) = 0.16 / L
+    runs = [("tune", summary(L, 8 * L, lr, 2 + (math.log(lr / b)) ** 2 + seed)) for L, b in best.items()
+            for lr in grid for seed in (0.0, 0.1)]
+    runs += [("mup_check", summary(4, 128, lr, 1.5 + (math.log(lr / 3e-2)) ** 2)) for lr in grid]
+    rows = tuning_rows(runs)
+    four = rows[4, 32]
+    assert four["seeds"] == [2] * 6 and four["val_loss"][0] == pytest.approx(2.05 + math.log(2.5e-3 / 4e-2) ** 2)
+    assert four["best_lr"] == pytest.approx(4e-2) and rows[4, 128]["role"] == "mup_check" and rows[16, 128]["role"] == "tune"
+    depths, rule = lr_rule(rows)  # the µP check's width is not part of the rule
+    assert sorted(depths) == [4, 16] and depths[16]["best_lr"] == pytest.approx(1e-2)
+    assert rule["exponent"] == pytest.approx(-1) and rule["coefficient"] == pytest.approx(0.16)
+    assert rule_lr(rule, 8) == pytest.approx(2e-2) and rule["within"] == [2.5e-3, 8e-2]
+    assert rule_lr(rule, 1) == 8e-2 and rule_lr(rule, 128) == 2.5e-3  # held inside the grid tried
+
+
+def test_a_depth_tuned_at_one_lr_only_is_a_one_line_error():
+    from lit_llm.errors import LitLLMError
+    from lit_llm.studies.study import tuning_rows
+
+    with pytest.raises(LitLLMError, match="2\\+ learning rates for n_layer 2, width 16"):
+        tuning_rows([("tune", summary(2, 16, 1e-2, 2.0)), ("tune", summary(2, 16, 1e-2, 2.1))])
 
 
 @pytest.mark.parametrize("holdout, message", [("", "needs `holdout: {max_flops: C}`"),

@@ -142,9 +142,9 @@ def plot_tune(tune: dict, path: Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     used = {int(k): v for k, v in tune.get("lr_by_n_layer", {}).items()}
-    for width, row in tune["widths"].items():
+    for row in tune["configs"]:
         check = " (µP check)" if row.get("role") == "mup_check" else ""
-        line = ax.plot(row["lr"], row["val_loss"], "o-", label=f"n_layer {row['n_layer']}, width {width}{check}: "
+        line = ax.plot(row["lr"], row["val_loss"], "o-", label=f"n_layer {row['n_layer']}, width {row['width']}{check}: "
                        f"best lr {row['best_lr']:.3g}")
         ax.axvline(row["best_lr"], color=line[0].get_color(), ls=":", lw=1)
         if row["n_layer"] in used and not check:

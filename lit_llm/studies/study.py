@@ -79,6 +79,52 @@ def best_lr(lrs: list[float], losses) -> float:
     return float(lrs[i])
 
 
+def tuning_rows(runs: list[tuple[str, dict]]) -> dict[tuple[int, int], dict]:
+    """The tuning table from (role, run summary) pairs, role "tune" or "mup_check": per (n_layer, width), its N,
+    the val loss per lr (the mean over seeds), the seed counts and the best lr (best_lr)."""
+    rows: dict[tuple[int, int], dict] = {}
+    for role, s in runs:
+        if s.get("val/loss") is not None and s.get("n_embd") and s.get("n_layer"):
+            row = rows.setdefault((int(s["n_layer"]), int(s["n_embd"])), {
+                "n_layer": int(s["n_layer"]), "width": int(s["n_embd"]), "N": s.get(PARAMS[N_COUNT]), "role": role,
+                "runs": {}})
+            row["runs"].setdefault(float(s["config"]["model.lr"]), []).append(float(s["val/loss"]))
+    for (n_layer, width), row in rows.items():
+        lrs = sorted(row.pop("runs").items())
+        if len(lrs) < 2:
+            raise LitLLMError(f"the tuning sweeps need finished runs at 2+ learning rates for n_layer {n_layer}, "
+                              f"width {width}")
+        row.update(lr=[lr for lr, _ in lrs], val_loss=[float(np.mean(v)) for _, v in lrs], seeds=[len(v) for _, v in lrs])
+        row["best_lr"] = best_lr(row["lr"], row["val_loss"])
+    return rows
+
+
+def lr_rule(rows: dict[tuple[int, int], dict]) -> tuple[dict, dict]:
+    """Per tuned depth (role "tune"), the best lr of the mean loss over its widths; and the rule through them:
+    one depth gives that lr (form "constant"), several a power law lr(L) = c * L^x fitted in log-log. The rule
+    keeps its lrs within the grid tried ("within"): it is not extrapolated past what was measured."""
+    depths = {}
+    for L in sorted({r["n_layer"] for r in rows.values() if r["role"] == "tune"}):
+        at = [r for r in rows.values() if r["role"] == "tune" and r["n_layer"] == L]
+        lrs = sorted(set.intersection(*(set(r["lr"]) for r in at)))
+        if len(lrs) < 2:
+            raise LitLLMError(f"the tuning sweep needs 2+ learning rates shared by the widths of n_layer {L}")
+        mean = np.mean([[r["val_loss"][r["lr"].index(lr)] for lr in lrs] for r in at], axis=0)
+        depths[L] = {"lr": lrs, "val_loss": mean.tolist(), "best_lr": best_lr(lrs, mean)}
+    grid = [min(min(d["lr"]) for d in depths.values()), max(max(d["lr"]) for d in depths.values())]
+    if len(depths) == 1:
+        rule = {"form": "constant", "coefficient": next(iter(depths.values()))["best_lr"], "exponent": 0.0}
+    else:
+        x, c = np.polyfit(np.log(list(depths)), np.log([d["best_lr"] for d in depths.values()]), 1)
+        rule = {"form": "c * n_layer^x", "coefficient": float(np.exp(c)), "exponent": float(x)}
+    return depths, {**rule, "within": grid}
+
+
+def rule_lr(rule: dict, n_layer: int) -> float:
+    """The learning rate of a model of depth n_layer under a tuned rule (lr_rule)."""
+    return float(np.clip(rule["coefficient"] * n_layer ** rule["exponent"], *rule["within"]))
+
+
 class Study:
     def __init__(self, path: str, out: str | None, parallel: int | None = None, bootstrap: int = 100) -> None:
         self.path = Path(path)
@@ -155,53 +201,25 @@ class Study:
         smallest depth: under µP they agree."""
         files = [self.spec["tune"]] + ([self.spec["mup_check"]] if self.spec.get("mup_check") else [])
         outs = self.sweeps(files)
-        rows: dict[int, dict] = {}
-        for role, out in zip(("tune", "mup_check"), outs):
-            for _, s in fit_summaries(out):
-                if s.get("val/loss") is not None and s.get("n_embd") and s.get("n_layer"):
-                    row = rows.setdefault(int(s["n_embd"]), {"n_layer": int(s["n_layer"]), "N": s.get(PARAMS[N_COUNT]),
-                                                             "role": role, "runs": {}})
-                    row["runs"].setdefault(float(s["config"]["model.lr"]), []).append(float(s["val/loss"]))
-        for width, row in rows.items():
-            lrs = sorted(row.pop("runs").items())
-            row.update(lr=[lr for lr, _ in lrs], val_loss=[float(np.mean(v)) for _, v in lrs], seeds=[len(v) for _, v in lrs])
-            if len(lrs) < 2:
-                raise LitLLMError(f"the tuning sweeps in {self.out} need finished runs at 2+ learning rates for width {width}")
-            row["best_lr"] = best_lr(row["lr"], row["val_loss"])
-        depths = {}
-        for L in sorted({r["n_layer"] for r in rows.values() if r["role"] == "tune"}):
-            at = [r for r in rows.values() if r["role"] == "tune" and r["n_layer"] == L]
-            lrs = sorted(set.intersection(*(set(r["lr"]) for r in at)))
-            if len(lrs) < 2:
-                raise LitLLMError(f"the tuning sweep in {outs[0]} needs 2+ learning rates shared by the widths of n_layer {L}")
-            mean = np.mean([[r["val_loss"][r["lr"].index(lr)] for lr in lrs] for r in at], axis=0)
-            depths[L] = {"lr": lrs, "val_loss": mean.tolist(), "best_lr": best_lr(lrs, mean)}
-        if not depths:
+        rows = tuning_rows([(role, s) for role, out in zip(("tune", "mup_check"), outs) for _, s in fit_summaries(out)])
+        if not any(r["role"] == "tune" for r in rows.values()):
             raise LitLLMError(f"the tuning sweep in {outs[0]} has no finished run: see the output.log files there")
-        grid = [min(min(d["lr"]) for d in depths.values()), max(max(d["lr"]) for d in depths.values())]
-        if len(depths) == 1:
-            rule = {"form": "constant", "coefficient": next(iter(depths.values()))["best_lr"], "exponent": 0.0}
-        else:
-            x, c = np.polyfit(np.log(list(depths)), np.log([d["best_lr"] for d in depths.values()]), 1)
-            rule = {"form": "c * n_layer^x", "coefficient": float(np.exp(c)), "exponent": float(x)}
-        self.rule = {**rule, "within": grid}
-        base_depth = min(r["n_layer"] for r in rows.values())
-        at_base = {w: r for w, r in rows.items() if r["n_layer"] == base_depth}
-        base, widest = min(at_base), max(at_base)
+        depths, self.rule = lr_rule(rows)
+        rule, grid = self.rule, self.rule["within"]
+        base_depth = min(L for L, _ in rows)
+        base, widest = min(k for k in rows if k[0] == base_depth), max(k for k in rows if k[0] == base_depth)
         self.record["tune"] = {
-            "widths": {w: rows[w] for w in sorted(rows)}, "depths": depths, "rule": self.rule,
-            "lr_by_n_layer": {L: self.lr_for(L) for L in depths}, "base_width": base, "widest_width": widest,
+            "configs": [rows[k] for k in sorted(rows)], "depths": depths, "rule": self.rule,
+            "lr_by_n_layer": {L: self.lr_for(L) for L in depths}, "base_width": base[1], "widest_width": widest[1],
             "best_lr_ratio_widest_to_base": rows[widest]["best_lr"] / rows[base]["best_lr"] if widest != base else None}
         print("tuned lr " + ", ".join(f"n_layer {L}: {d['best_lr']:.4g}" for L, d in depths.items())
               + f"; rule lr(L) = {rule['coefficient']:.4g} * L^{rule['exponent']:.3f} (kept within "
               f"{grid[0]:.3g}-{grid[1]:.3g}); each width's best: "
-              + ", ".join(f"{w}: {r['best_lr']:.4g}" for w, r in sorted(rows.items())), flush=True)
+              + ", ".join(f"n_layer {L} width {w}: {r['best_lr']:.4g}" for (L, w), r in sorted(rows.items())), flush=True)
         return self.record["tune"]
 
     def lr_for(self, n_layer: int) -> float:
-        """The learning rate of a model of depth n_layer under the tuned rule."""
-        r = self.rule
-        return float(np.clip(r["coefficient"] * n_layer ** r["exponent"], *r["within"]))
+        return rule_lr(self.rule, n_layer)
 
     def lr_args(self, params: dict) -> list[str]:
         """The --model.lr of a run after tuning (none before: the tuning sweeps set their own)."""
@@ -290,15 +308,15 @@ class Study:
     def markdown(self, fit: dict) -> str:
         """report.md: the tuning, the profiles, the three approaches and the held-out prediction."""
         t, p, sec = self.record["tune"], fit["prediction"], self.record["seconds"]
-        rule, grid = t["rule"], sorted({lr for r in t["widths"].values() for lr in r["lr"]})
+        rule, grid = t["rule"], sorted({lr for r in t["configs"] for lr in r["lr"]})
         lines = [f"# Scaling study {self.name}", "", f"Study file `{self.path}`; every run's command and output under "
                  f"`{self.out}`. Wall clock: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in sec.items()) + ".", "",
-                 "## Learning rate (stage 1)", "", f"Val loss, the mean over {max(max(r['seeds']) for r in t['widths'].values())} "
+                 "## Learning rate (stage 1)", "", f"Val loss, the mean over {max(max(r['seeds']) for r in t['configs'])} "
                  "seed(s) per point:", "", "| n_layer | width | sweep | best lr | " + " | ".join(f"{lr:.3g}" for lr in grid) + " |",
                  "| --- | --- | --- | --- |" + " --- |" * len(grid)]
-        for width, row in t["widths"].items():
+        for row in t["configs"]:
             cells = [f"{row['val_loss'][row['lr'].index(lr)]:.4f}" if lr in row["lr"] else "" for lr in grid]
-            lines.append(f"| {row['n_layer']} | {width} | {row['role']} | {row['best_lr']:.3g} | " + " | ".join(cells) + " |")
+            lines.append(f"| {row['n_layer']} | {row['width']} | {row['role']} | {row['best_lr']:.3g} | " + " | ".join(cells) + " |")
         ratio = t["best_lr_ratio_widest_to_base"]
         lines += ["", f"Rule: lr(L) = {rule['coefficient']:.4g} x n_layer^{rule['exponent']:.3f}, kept within "
                   f"{rule['within'][0]:.3g}-{rule['within'][1]:.3g}; used: " + ", ".join(
