@@ -18,7 +18,8 @@ lr(L) = c * L^x through them (one depth: one lr); the µP check's width should a
 (recorded); (2) isoflop: run every isoFLOP sweep, each run at its depth's lr; (3) fit:
 approaches 1, 2 and 3 on those runs (`scaling.fit_all`); (4) predict: the law of approach 3 picks the size of
 the sizes tried with the lowest predicted loss at the held-out budget, and gives its loss; (5) holdout: run
-it at its depth's lr (written as holdout.yaml, a sweep file too) and compare; (6) report: study.json, report.md and the figures.
+it at its depth's lr (written as holdout.yaml, a sweep file too) and compare; (6) report: study.json, report.md
+and the figures.
 Each sweep keeps its own state, so a study that is stopped and started again re-runs nothing that finished.
 """
 
@@ -94,7 +95,8 @@ def tuning_rows(runs: list[tuple[str, dict]]) -> dict[tuple[int, int], dict]:
         if len(lrs) < 2:
             raise LitLLMError(f"the tuning sweeps need finished runs at 2+ learning rates for n_layer {n_layer}, "
                               f"width {width}")
-        row.update(lr=[lr for lr, _ in lrs], val_loss=[float(np.mean(v)) for _, v in lrs], seeds=[len(v) for _, v in lrs])
+        row.update(lr=[lr for lr, _ in lrs], val_loss=[float(np.mean(v)) for _, v in lrs],
+                   seeds=[len(v) for _, v in lrs])
         row["best_lr"] = best_lr(row["lr"], row["val_loss"])
     return rows
 
@@ -190,15 +192,10 @@ class Study:
 
     # --- stages ----------------------------------------------------------------------------------------
     def tune(self) -> dict:
-        """Runs the tuning sweep (`tune`) and the µP check (`mup_check`, when named) and sets the learning-rate
-        rule every later run follows (lr_for). Each tuned configuration (a width) gets its val loss per lr, the
-        mean over seeds, and its best lr: the vertex of a parabola in log lr through the grid's best and its two
-        neighbours, or the grid's best where those do not bracket a minimum. The rule comes from the `tune`
-        runs alone: per depth, the best lr of the mean over that depth's widths; one depth gives one lr for
-        every run, several give a power law in depth, lr(L) = c * L^x (least squares in log-log, held inside
-        the grid): under µP the lr transfers across width, not across depth or run length (Porian et al.
-        2024 tune it per size). The µP check compares the best lrs of the widest and narrowest width at the
-        smallest depth: under µP they agree."""
+        """Runs the tuning sweep (`tune`) and the µP check (`mup_check`, when named), and sets the lr rule every
+        later run follows (lr_rule: under µP the lr transfers across width, not across depth, so each depth gets
+        its own, as Porian et al. 2024 tune it per size). The µP check compares the best lrs of the widest and
+        the narrowest width at the smallest depth: under µP they agree."""
         files = [self.spec["tune"]] + ([self.spec["mup_check"]] if self.spec.get("mup_check") else [])
         outs = self.sweeps(files)
         rows = tuning_rows([(role, s) for role, out in zip(("tune", "mup_check"), outs) for _, s in fit_summaries(out)])
