@@ -96,7 +96,8 @@ def test_study_runs_every_stage_and_resumes_without_rerunning(tiny_text, tmp_pat
     stamps = {str(path): path.stat().st_mtime_ns for path in out.rglob("summary.json")}
     assert main(["scaling", "study", str(study), "--out", str(out), "--bootstrap", "20"]) == 0
     assert capsys.readouterr().out.count("[skip]") == 6 + 3 + 6 + 2
-    assert len(json.loads((out / "study.json").read_text())["invocations"]) == 2
+    first = json.loads((out / "study.json").read_text())["invocations"]
+    assert len(first) == 2 and f"of the one finished {first[0]['finished']}: " in (out / "report.md").read_text()
     assert {str(path): path.stat().st_mtime_ns for path in out.rglob("summary.json")} == stamps
 
 

@@ -307,7 +307,10 @@ class Study:
         t, p, sec = self.record["tune"], fit["prediction"], self.record["seconds"]
         rule, grid = t["rule"], sorted({lr for r in t["configs"] for lr in r["lr"]})
         lines = [f"# Scaling study {self.name}", "", f"Study file `{self.path}`; every run's command and output under "
-                 f"`{self.out}`. Wall clock: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in sec.items()) + ".", "",
+                 f"`{self.out}`. Wall clock of this invocation: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in sec.items())
+                 + "".join(f"; of the one finished {i['finished']}: {i['seconds'].get('total', 0) / 60:.1f} min"
+                         for i in self.earlier)
+                 + ".", "",
                  "## Learning rate (stage 1)", "", f"Val loss, the mean over {max(max(r['seeds']) for r in t['configs'])} "
                  "seed(s) per point:", "", "| n_layer | width | sweep | best lr | " + " | ".join(f"{lr:.3g}" for lr in grid) + " |",
                  "| --- | --- | --- | --- |" + " --- |" * len(grid)]
