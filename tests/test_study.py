@@ -133,6 +133,21 @@ def test_a_depth_tuned_at_one_lr_only_is_a_one_line_error():
         tuning_rows([("tune", summary(2, 16, 1e-2, 2.0)), ("tune", summary(2, 16, 1e-2, 2.1))])
 
 
+def test_a_sweep_without_n_layer_under_a_depth_rule_is_an_error_before_any_run(tmp_path):
+    from lit_llm.errors import LitLLMError
+    from lit_llm.studies.study import Study
+
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump({"name": "t", "method": "grid", "parameters": {
+        "max_flops": {"value": 1e9}}, "command": COMMAND}))
+    (tmp_path / "study.yaml").write_text("tune: t.yaml\nisoflop: [t.yaml]\nholdout: {max_flops: 2e9}\n")
+    study = Study(str(tmp_path / "study.yaml"), str(tmp_path / "out"))
+    study.rule = {"form": "c * n_layer^x", "coefficient": 0.08, "exponent": -0.5, "within": [1e-3, 1e-1]}
+    assert study.lr_args({"model.n_layer": 4}) == ["--model.lr=0.04"]
+    with pytest.raises(LitLLMError, match="need model.n_layer among their parameters"):  # the CLI prints it as one line
+        study.sweeps(["t.yaml"], study.lr_args)
+    assert not list((tmp_path / "out").rglob("output.log"))  # nothing ran
+
+
 @pytest.mark.parametrize("holdout, message", [("", "needs `holdout: {max_flops: C}`"),
                                               ("holdout: {max_flops: 1e9, seeds: 3}", "must be a list of distinct"),
                                               ("holdout: {max_flops: 1e9, seeds: [1, 1]}", "must be a list of distinct")])

@@ -207,7 +207,7 @@ class Study:
         base, widest = min(k for k in rows if k[0] == base_depth), max(k for k in rows if k[0] == base_depth)
         self.record["tune"] = {
             "configs": [rows[k] for k in sorted(rows)], "depths": depths, "rule": self.rule,
-            "lr_by_n_layer": {L: self.lr_for(L) for L in depths}, "base_width": base[1], "widest_width": widest[1],
+            "base_width": base[1], "widest_width": widest[1],
             "best_lr_ratio_widest_to_base": rows[widest]["best_lr"] / rows[base]["best_lr"] if widest != base else None}
         print("tuned lr " + ", ".join(f"n_layer {L}: {d['best_lr']:.4g}" for L, d in depths.items())
               + f"; rule lr(L) = {rule['coefficient']:.4g} * L^{rule['exponent']:.3f} (kept within "
