@@ -82,8 +82,12 @@ def test_study_runs_every_stage_and_resumes_without_rerunning(tiny_text, tmp_pat
     assert p["measured_loss"] == pytest.approx(sum(losses) / 2)
     assert p["measured_std"] == pytest.approx(abs(losses[1] - losses[0]) / math.sqrt(2))
     assert p["relative_error"] == pytest.approx(p["measured_loss"] / p["loss"] - 1)
-    chosen = min(p["candidates"], key=lambda c: c["loss"])
+    assert all(c["data_passes"] == pytest.approx(c["D"] / train, rel=1e-3) for c in p["candidates"])
+    one_pass = [c for c in p["candidates"] if c["data_passes"] <= 1] or p["candidates"]
+    chosen = (min(one_pass, key=lambda c: abs(math.log(c["N"] / p["N_opt_approach2"]))) if p["size_from"] == "approach 2"
+              else min(one_pass, key=lambda c: c["approach 3"]))
     assert chosen["n_layer"] == p["n_layer"] and sorted(c["n_layer"] for c in p["candidates"]) == [1, 2, 3]
+    assert fit["backtest"] is None and p["loss_from"] == "approach 3" and p["loss"] == p["loss_approach3"]  # 2 budgets
     assert {"runs", "chinchilla", "compute_optimal", "L_N", "L_D", "isoflop", "approach1", "prediction"} <= set(fit)
     report = (out / "report.md").read_text()
     assert f"{p['measured_loss']:.4f}" in report and "approach 3" in report and "isoFLOP C =" in report

@@ -8,6 +8,9 @@ bracketed and the profile says so instead of giving a vertex. The 95% intervals 
 bootstrap: the parabolas' residuals (pooled over the profiles, scaled by sqrt(n / (n - 3)) for the fitted
 parameters) are resampled onto the fitted values, every parabola and both power laws are refitted, and a
 resample where some profile loses its interior minimum counts as failed (reported).
+As a predictor (`frontier_loss`), approach 2 also gives the loss of the frontier: the vertices' losses follow
+L_opt(C) = k C^-gamma (Kaplan et al. 2020's L(C_min), a line in log-log), and a size N off the frontier scores
+q (ln N - ln N_opt(C))^2 more, q the profiles' median parabola curvature.
 Approach 1 here is the crude version final-only runs allow: the best run of each budget and a power law
 through their sizes (no smoothing of training curves, so its sizes are only those tried).
 """
@@ -75,6 +78,9 @@ def approach2(pts: dict, bootstrap: int = 1000, seed: int = 0) -> dict:
     Cs = np.array([r["C"] for r in rows])
     a, k_n = power_law(Cs, np.array([r["N_opt"] for r in rows]))
     b, k_d = power_law(Cs, np.array([r["D_opt"] for r in rows]))
+    gamma, k_l = power_law(Cs, np.array([r["loss_opt"] for r in rows]))
+    result.update(loss_opt_exponent=gamma, loss_opt_coefficient=k_l,
+                  curvature=float(np.median([r["parabola"][0] for r in rows])))
     samples, failed = bootstrap_exponents(pts, used, Cs, bootstrap, seed)
     result.update(a=a, b=b, N_opt_coefficient=k_n, D_opt_coefficient=k_d, bootstrap=bootstrap,
                   bootstrap_failed=failed, samples_a=samples[:, 0].tolist())
@@ -82,6 +88,17 @@ def approach2(pts: dict, bootstrap: int = 1000, seed: int = 0) -> dict:
         result["ci"] = {name: [float(np.percentile(samples[:, i], 2.5)), float(np.percentile(samples[:, i], 97.5))]
                         for i, name in enumerate(("a", "b"))}
     return result
+
+
+def n_opt(iso: dict, C: float) -> float:
+    """Approach 2's compute-optimal size at budget C."""
+    return iso["N_opt_coefficient"] * C ** iso["a"]
+
+
+def frontier_loss(iso: dict, C: float, N: float) -> float:
+    """Approach 2's loss of a model of N parameters at budget C: the frontier's loss plus the profiles' median
+    curvature times the squared log distance from the frontier's size."""
+    return iso["loss_opt_coefficient"] * C ** iso["loss_opt_exponent"] + iso["curvature"] * math.log(N / n_opt(iso, C)) ** 2
 
 
 def bootstrap_exponents(pts: dict, used: list[np.ndarray], Cs: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, int]:

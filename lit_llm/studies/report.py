@@ -235,7 +235,8 @@ def study_section(root: Path) -> list[str]:
     text = f"<pre>{html.escape(chr(10).join(describe(fit)))}</pre>"
     if (p := fit.get("prediction")) and p.get("measured_loss") is not None:
         text += (f"<p><b>Held-out prediction</b> at C = {p['C']:.3g} FLOPs (a budget the fit did not see): n_layer "
-                 f"{p['n_layer']} (N = {p['N']:.3g}, D = {p['D']:.3g}), predicted val loss {p['loss']:.4f}, "
+                 f"{p['n_layer']} (N = {p['N']:.3g}, D = {p['D']:.3g}), predicted val loss {p['loss']:.4f} "
+                 f"({html.escape(p.get('loss_from', 'approach 3'))}), "
                  f"{html.escape(measured(p))}.</p>")
     figs = "".join(f'<img alt="{f.stem}" src="data:image/png;base64,{base64.b64encode(f.read_bytes()).decode()}">'
                    for f in sorted((root / "fit").glob("*.png")))

@@ -10,7 +10,9 @@ Laws (N = parameters, D = training tokens, C = training FLOPs, L = loss):
 - isoflop (approach 2) and approach1: lit_llm.studies.isoflop (parabolas per isoFLOP profile, bootstrap CIs).
 - agreement: whether approach 2's a and approach 3's a = beta/(alpha+beta) lie in each other's 95% interval, and
   the 95% interval of their difference.
-- backtest: the law fitted without the largest budget, predicting that budget's runs (its extrapolation error).
+- backtest: the law fitted without the largest budget, predicting that budget's runs (its extrapolation error),
+  and the held-out protocol replayed there: approach 2's compute-optimal size (the run nearest it) and the loss
+  both approaches predict for it.
 C is the runs' training FLOPs as they counted them (summary "flops": attention and head included), 6ND for CSVs
 without a C column.
 """
@@ -27,7 +29,7 @@ from scipy.optimize import minimize
 from scipy.special import logsumexp
 
 from lit_llm.errors import LitLLMError
-from lit_llm.studies.isoflop import approach1, approach2, profiles
+from lit_llm.studies.isoflop import approach1, approach2, frontier_loss, n_opt, profiles
 from lit_llm.studies.runs import fit_summaries
 
 DELTA = 1e-3
@@ -285,7 +287,9 @@ def fit_all(pts: dict, bootstrap: int = 100, budget: float | None = None) -> dic
 
 def backtest(pts: dict) -> dict | None:
     """Approach 3's law fitted without the largest budget's runs, predicting them: how far the law carries one
-    budget beyond its data on these runs, known before any held-out run (relative error = measured/predicted - 1)."""
+    budget beyond its data on these runs, known before any held-out run (relative error = measured/predicted - 1).
+    "replay" plays the held-out protocol on that budget: approach 2 refitted without it picks the run nearest its
+    N_opt, and approaches 2 (frontier_loss) and 3 each predict that run's loss."""
     groups = profiles(pts["C"])
     if len(groups) < 3:
         return None
@@ -297,9 +301,17 @@ def backtest(pts: dict) -> dict | None:
     for r in runs:
         r["relative_error"] = r["loss"] / r["predicted"] - 1
     best = min(runs, key=lambda r: r["loss"])
-    return {"C": float(np.exp(np.mean(np.log(pts["C"][last])))), "fitted_runs": int(len(keep)), "runs": runs,
-            "best_run_relative_error": best["relative_error"],
-            "median_abs_relative_error": float(np.median([abs(r["relative_error"]) for r in runs]))}
+    C = float(np.exp(np.mean(np.log(pts["C"][last]))))
+    result = {"C": C, "fitted_runs": int(len(keep)), "runs": runs, "best_run_relative_error": best["relative_error"],
+              "median_abs_relative_error": float(np.median([abs(r["relative_error"]) for r in runs]))}
+    iso = approach2({k: pts[k][keep] for k in ("N", "D", "C", "loss")}, bootstrap=0)
+    if iso.get("a") is not None:  # the held-out protocol replayed: approach 2's size, both approaches' loss
+        run = min(runs, key=lambda r: abs(math.log(r["N"] / n_opt(iso, C))))
+        two = frontier_loss(iso, C, run["N"])
+        result["replay"] = {"N": run["N"], "D": run["D"], "loss": run["loss"], "N_opt_approach2": n_opt(iso, C),
+                            "approach2": two, "approach3": run["predicted"],
+                            "relative_error": {"approach 2": run["loss"] / two - 1, "approach 3": run["relative_error"]}}
+    return result
 
 
 def agreement(iso: dict, chin: dict, a2_samples: list[float] = (), a3_samples: list[float] = ()) -> dict | None:

@@ -121,6 +121,10 @@ def describe(fit: dict) -> list[str]:
         lines.append(f"backtest: fitted without C = {bt['C']:.3g}, approach 3 predicts its best run "
                      f"{100 * bt['best_run_relative_error']:+.1f}% off (median |error| over its {len(bt['runs'])} runs "
                      f"{100 * bt['median_abs_relative_error']:.1f}%)")
+        if r := bt.get("replay"):
+            lines.append(f"  replay of the held-out protocol: approach 2's N_opt {r['N_opt_approach2']:.3g} -> the run at "
+                         f"N = {r['N']:.3g} (loss {r['loss']:.4f}); predicted " + ", ".join(
+                             f"{k} {r[k.replace(' ', '')]:.4f} ({100 * e:+.1f}%)" for k, e in r["relative_error"].items()))
     return lines
 
 

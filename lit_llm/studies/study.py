@@ -16,8 +16,9 @@ Stages: (1) tune: run tune.yaml and fit the learning-rate rule every later run f
 lr on the mean over seeds (a parabola vertex in log lr when the grid brackets it, else the grid's best), then
 lr(L) = c * L^x through them (one depth: one lr); the µP check's width should agree with the base width's best
 (recorded); (2) isoflop: run every isoFLOP sweep, each run at its depth's lr; (3) fit:
-approaches 1, 2 and 3 on those runs (`scaling.fit_all`); (4) predict: the law of approach 3 picks the size of
-the sizes tried with the lowest predicted loss at the held-out budget, and gives its loss; (5) holdout: run
+approaches 1, 2 and 3 on those runs (`scaling.fit_all`); (4) predict: of the sizes tried that fit in one pass
+over the data, the one nearest approach 2's N_opt at the held-out budget, and its loss from the approach whose
+replay of this protocol on the largest fitted budget erred less (Study.predict); (5) holdout: run
 it at its depth's lr (written as holdout.yaml, a sweep file too) and compare; (6) report: study.json, report.md
 and the figures.
 Each sweep keeps its own state, so a study that is stopped and started again re-runs nothing that finished.
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -35,7 +37,7 @@ import numpy as np
 import yaml
 
 from lit_llm.errors import LitLLMError, yaml_problem
-from lit_llm.studies.isoflop import vertex
+from lit_llm.studies.isoflop import frontier_loss, n_opt, vertex
 from lit_llm.studies.runs import STUDY, fit_summaries
 from lit_llm.studies.scaling import PARAMS, fit_all, law_loss, load_points
 from lit_llm.studies.scaling_output import describe, measured, plot_all, plot_tune
@@ -179,10 +181,13 @@ class Study:
         pts = load_points([str(d) for d in iso_dirs], N_COUNT)
         self.record["tune"]["lr_by_n_layer"] = {s["n_layer"]: self.lr_for(s["n_layer"]) for s in pts["shapes"]}
         fit = self.timed("fit", fit_all, pts, self.bootstrap)
-        prediction = self.predict(fit, pts)
+        passes = [s["tokens_seen"] / s["data_passes"] for d in iso_dirs for _, s in fit_summaries(d) if s.get("data_passes")]
+        prediction = self.predict(fit, pts, passes[0] if passes else None)
         held_out = self.timed("holdout", self.holdout, prediction)
         prediction.update(held_out)
         prediction["relative_error"] = held_out["measured_loss"] / prediction["loss"] - 1
+        prediction["relative_errors"] = {k: held_out["measured_loss"] / prediction[f"loss_approach{k[-1]}"] - 1
+                                         for k in ("approach 2", "approach 3") if prediction[f"loss_approach{k[-1]}"]}
         fit["prediction"] = prediction
         self.record["seconds"]["total"] = round(time.time() - start, 1)
         self.record["invocations"] = [*self.earlier, {"finished": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -227,25 +232,39 @@ class Study:
                               "rate depends on depth")
         return [f"--model.lr={self.lr_for(int(params.get('model.n_layer', 1))):.4g}"]
 
-    def predict(self, fit: dict, pts: dict) -> dict:
-        """The size (of those tried) with the lowest loss the law predicts at the held-out budget."""
+    def predict(self, fit: dict, pts: dict, train_tokens: float | None) -> dict:
+        """The compute-optimal size at the held-out budget and its loss. The size: of the sizes tried whose tokens
+        fit in one pass over the train split, the nearest to approach 2's N_opt (approach 3's lowest loss when
+        approach 2 has no frontier). The loss: from the approach whose replay of this protocol on the largest
+        fitted budget (fit["backtest"]["replay"]) erred less; both approaches' figures are kept."""
         C = float(self.spec["holdout"]["max_flops"])
-        law = fit["chinchilla"]
-        shapes = {s["n_layer"]: s for s in pts["shapes"]}
+        law, iso = fit["chinchilla"], fit["isoflop"]
         candidates = []
-        for n_layer, s in sorted(shapes.items()):
+        for s in sorted(pts["shapes"], key=lambda s: s["n_layer"]):
             D = C / s["flops_per_token"]
-            candidates.append({"n_layer": n_layer, "N": s["N"], "D": D, "loss": law_loss(law, s["N"], D),
-                               "interval": [float(np.percentile([law_loss(p, s["N"], D) for p in law["samples"]], q))
-                                            for q in (2.5, 97.5)] if law.get("samples") else None})
-        best = min(candidates, key=lambda c: c["loss"])
-        iso = fit["isoflop"]
-        prediction = {"C": C, "n_layer": best["n_layer"], "N": best["N"], "D": best["D"], "loss": best["loss"],
-                      "interval": best["interval"], "candidates": candidates,
-                      "at_edge_of_sizes_tried": best["n_layer"] in (min(shapes), max(shapes)),
-                      "N_opt_approach2": iso["N_opt_coefficient"] * C ** iso["a"] if iso.get("a") is not None else None}
-        print(f"prediction at C = {C:.3g}: n_layer {best['n_layer']} (N = {best['N']:.3g}, D = {best['D']:.3g}), "
-              f"loss {best['loss']:.4f}", flush=True)
+            candidates.append({
+                "n_layer": s["n_layer"], "N": s["N"], "D": D, "data_passes": D / train_tokens if train_tokens else None,
+                "approach 2": frontier_loss(iso, C, s["N"]) if iso.get("a") is not None else None,
+                "approach 3": law_loss(law, s["N"], D),
+                "interval": [float(np.percentile([law_loss(p, s["N"], D) for p in law["samples"]], q))
+                             for q in (2.5, 97.5)] if law.get("samples") else None})
+        one_pass = [c for c in candidates if c["data_passes"] is None or c["data_passes"] <= 1] or candidates
+        if iso.get("a") is not None:
+            size_from, best = "approach 2", min(one_pass, key=lambda c: abs(math.log(c["N"] / n_opt(iso, C))))
+        else:
+            size_from, best = "approach 3", min(one_pass, key=lambda c: c["approach 3"])
+        replay = (fit.get("backtest") or {}).get("replay")
+        loss_from = (min(replay["relative_error"], key=lambda k: abs(replay["relative_error"][k]))
+                     if replay and best["approach 2"] is not None else "approach 3")
+        sizes = [c["n_layer"] for c in candidates]
+        prediction = {"C": C, "n_layer": best["n_layer"], "N": best["N"], "D": best["D"], "data_passes": best["data_passes"],
+                      "loss": best[loss_from], "size_from": size_from, "loss_from": loss_from,
+                      "loss_approach2": best["approach 2"], "loss_approach3": best["approach 3"],
+                      "interval_approach3": best["interval"], "candidates": candidates,
+                      "at_edge_of_sizes_tried": best["n_layer"] in (min(sizes), max(sizes)),
+                      "N_opt_approach2": n_opt(iso, C) if iso.get("a") is not None else None}
+        print(f"prediction at C = {C:.3g}: n_layer {best['n_layer']} (N = {best['N']:.3g}, D = {best['D']:.3g}, size from "
+              f"{size_from}), loss {prediction['loss']:.4f} ({loss_from})", flush=True)
         return prediction
 
     def holdout(self, prediction: dict) -> dict:
@@ -326,12 +345,18 @@ class Study:
                   "", "```",
                   *describe(fit), "```", "", "![isoFLOP profiles](fit/isoflop.png)", "",
                   "## Held-out prediction (stages 4-5)", "",
-                  f"Fitted without it, approach 3's law picks n_layer {p['n_layer']} (N = {p['N']:.3g}, D = {p['D']:.3g}) "
-                  f"as compute-optimal at C = {p['C']:.3g} and predicts val loss **{p['loss']:.4f}**"
-                  + (f" (bootstrap 95%: {p['interval'][0]:.4f}-{p['interval'][1]:.4f})" if p.get("interval") else "")
-                  + f"; {measured(p)}.", "",
-                  "| n_layer | N | D | predicted loss |", "| --- | --- | --- | --- |"]
-        lines += [f"| {c['n_layer']} | {c['N']:.3g} | {c['D']:.3g} | {c['loss']:.4f} |" for c in p["candidates"]]
+                  f"Fitted without it, {p['size_from']} picks n_layer {p['n_layer']} (N = {p['N']:.3g}, D = {p['D']:.3g}"
+                  + (f", {p['data_passes']:.2f} passes over the data" if p.get("data_passes") else "")
+                  + f") as compute-optimal at C = {p['C']:.3g}; {p['loss_from']} (the smaller error in the backtest's "
+                  f"replay) predicts val loss **{p['loss']:.4f}**; {measured(p)}.", "",
+                  "| n_layer | N | D | data passes | approach 2 | approach 3 (bootstrap 95%) |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        cell = lambda x: "" if x is None else f"{x:.4f}"  # noqa: E731
+        lines += [f"| {c['n_layer']} | {c['N']:.3g} | {c['D']:.3g} | {cell(c['data_passes'])} | {cell(c['approach 2'])} | "
+                  f"{c['approach 3']:.4f}" + (f" ({c['interval'][0]:.4f}-{c['interval'][1]:.4f})" if c["interval"] else "")
+                  + " |" for c in p["candidates"]]
+        lines += ["", "Measured against each approach: " + ", ".join(
+            f"{k} {100 * e:+.2f}%" for k, e in p.get("relative_errors", {}).items()) + "."]
         repeated = self.record.get("repeated_data", [])
         lines += ["", "Data: every run trained on at most one pass over the train split, except: " + (", ".join(
             f"{r['stage']} n_layer {r['n_layer']} ({r['data_passes']:.2f} passes)" for r in repeated) or "none") + "."]
