@@ -85,6 +85,21 @@ def test_isoflop_bootstrap_interval_covers_the_truth_and_narrows_with_less_noise
     assert width(quiet) < width(noisy) / 2
 
 
+def test_resamples_that_lose_a_vertex_are_counted_and_the_interval_is_given_again_without_setting_them_aside():
+    """Optima near the smallest size tried (shift 0.6 decade) and 1% noise: many resamples lose a vertex. The
+    interval from every resample, each over the profiles that kept theirs, is reported beside it; both cover the
+    truth."""
+    truth = TRUE["beta"] / (TRUE["alpha"] + TRUE["beta"])
+    iso = approach2(isoflop_points(np.logspace(18, 22, 5), 5, noise=0.01, seed=1, shift=0.6), bootstrap=200)
+    assert iso["interior_minima"] == 5 and 20 < iso["bootstrap_failed"] < 180
+    assert len(iso["samples_a"]) == 200 - iso["bootstrap_failed"]
+    for ci in (iso["ci"]["a"], iso["ci_a_keeping_every_resample"]):
+        assert ci[0] < truth < ci[1] and ci[0] < iso["a"] < ci[1]
+    lines = describe({"runs": 25, "chinchilla": {**TRUE, "exponents_at_bound": [], "a": 0.45, "b": 0.55},
+                      "compute_optimal": compute_optimal(TRUE, 1e22), "isoflop": iso})
+    assert any(f"{iso['bootstrap_failed']} of 200 resamples lost a vertex" in line for line in lines)
+
+
 def test_profiles_without_an_interior_minimum_say_so_and_give_no_exponent():
     """Sizes all above each optimum (shift +1.5 decades): every profile's best run is its smallest model."""
     iso = approach2(isoflop_points(np.logspace(18, 22, 5), 5, spread=0.5, shift=1.5), bootstrap=0)
@@ -277,3 +292,38 @@ def test_counted_frontier_equals_the_closed_form_when_flops_are_6N_and_shifts_wi
     assert plain["N_opt"][1] == pytest.approx(compute_optimal(TRUE, 1e21)["N_opt"], rel=0.01)
     attention = counted_frontier(TRUE, [{"N": n, "flops_per_token": 6 * n + 3e6 * n ** (1 / 3)} for n in sizes], Cs)
     assert attention["N_opt"][0] > plain["N_opt"][0] and attention["a"] < plain["a"] - 0.01
+
+
+def frontier_points(Cs, sizes=7, a=0.5, k=0.1, gamma=0.1, k_l=30.0, q=0.2) -> dict:
+    """Profiles that are exact parabolas in ln N around N_opt = k C^a, with vertex loss k_l C^-gamma."""
+    N, C = [], []
+    for c in Cs:
+        centre = math.log(k * c ** a)
+        N += list(np.exp(centre + np.linspace(-1.5, 1.2, sizes)))
+        C += [c] * sizes
+    N, C = np.array(N), np.array(C)
+    loss = k_l * C ** -gamma + q * (np.log(N) - np.log(k * C ** a)) ** 2
+    return {"N": N, "D": C / (6 * N), "C": C, "loss": loss}
+
+
+def test_approach2_gives_the_frontiers_loss_and_a_size_off_it_scores_the_curvature_more():
+    from lit_llm.studies.isoflop import frontier_loss, n_opt
+
+    iso = approach2(frontier_points(np.logspace(12, 14, 5)), bootstrap=0)
+    assert iso["a"] == pytest.approx(0.5) and iso["loss_opt_exponent"] == pytest.approx(-0.1)
+    assert iso["curvature"] == pytest.approx(0.2) and n_opt(iso, 1e15) == pytest.approx(0.1 * 1e15 ** 0.5, rel=1e-6)
+    N = 3 * n_opt(iso, 1e15)  # a budget beyond the fit, a size 3x the optimum: 30 C^-0.1 + 0.2 ln(3)^2
+    assert frontier_loss(iso, 1e15, N) == pytest.approx(30 * 1e15 ** -0.1 + 0.2 * math.log(3) ** 2, rel=1e-6)
+
+
+def test_backtest_replays_the_held_out_protocol_on_the_largest_budget():
+    """Approach 2 refitted without the largest budget picks the run there nearest its N_opt and predicts it
+    exactly (the points follow its model); losses 2% above show as +2%."""
+    pts = frontier_points(np.logspace(12, 14, 5))
+    replay = backtest(pts)["replay"]
+    last = np.arange(28, 35)
+    nearest = last[np.argmin(np.abs(np.log(pts["N"][last] / (0.1 * 1e7))))]
+    assert replay["N"] == pytest.approx(pts["N"][nearest]) and replay["N_opt_approach2"] == pytest.approx(1e6)
+    assert replay["relative_error"]["approach 2"] == pytest.approx(0, abs=1e-9)
+    pts["loss"][last] *= 1.02
+    assert backtest(pts)["replay"]["relative_error"]["approach 2"] == pytest.approx(0.02, abs=1e-9)

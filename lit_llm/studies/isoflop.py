@@ -81,12 +81,14 @@ def approach2(pts: dict, bootstrap: int = 1000, seed: int = 0) -> dict:
     gamma, k_l = power_law(Cs, np.array([r["loss_opt"] for r in rows]))
     result.update(loss_opt_exponent=gamma, loss_opt_coefficient=k_l,
                   curvature=float(np.median([r["parabola"][0] for r in rows])))
-    samples, failed = bootstrap_exponents(pts, used, Cs, bootstrap, seed)
+    samples, failed, kept = bootstrap_exponents(pts, used, Cs, bootstrap, seed)
     result.update(a=a, b=b, N_opt_coefficient=k_n, D_opt_coefficient=k_d, bootstrap=bootstrap,
                   bootstrap_failed=failed, samples_a=samples[:, 0].tolist())
     if len(samples) >= 20:
         result["ci"] = {name: [float(np.percentile(samples[:, i], 2.5)), float(np.percentile(samples[:, i], 97.5))]
                         for i, name in enumerate(("a", "b"))}
+    if failed and len(kept) >= 20:  # the same interval without setting resamples aside: is it too narrow?
+        result["ci_a_keeping_every_resample"] = [float(np.percentile(kept, 2.5)), float(np.percentile(kept, 97.5))]
     return result
 
 
@@ -101,26 +103,31 @@ def frontier_loss(iso: dict, C: float, N: float) -> float:
     return iso["loss_opt_coefficient"] * C ** iso["loss_opt_exponent"] + iso["curvature"] * math.log(N / n_opt(iso, C)) ** 2
 
 
-def bootstrap_exponents(pts: dict, used: list[np.ndarray], Cs: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, int]:
-    """(a, b) of each residual-bootstrap resample, and the number of resamples that lost a vertex."""
+def bootstrap_exponents(pts: dict, used: list[np.ndarray], Cs: np.ndarray, n: int,
+                        seed: int) -> tuple[np.ndarray, int, list[float]]:
+    """(a, b) of each residual-bootstrap resample, the number of resamples that lost a vertex, and a of every
+    resample with 3+ vertices over the profiles that kept theirs (setting aside only the profiles that lost one)."""
     fits = []
     for g in used:
         xN, xD, y = np.log(pts["N"][g]), np.log(pts["D"][g]), pts["loss"][g]
         fitted = np.polyval(np.polyfit(xN, y, 2), xN)
         fits.append((xN, xD, fitted, (y - fitted) * math.sqrt(len(g) / max(len(g) - 3, 1))))
     pool = np.concatenate([f[3] for f in fits])
-    rng, samples, failed = np.random.default_rng(seed), [], 0
+    rng, samples, failed, kept = np.random.default_rng(seed), [], 0, []
     for _ in range(n):
         n_opt, d_opt = [], []
         for xN, xD, fitted, _ in fits:
             y = fitted + rng.choice(pool, len(fitted))
             n_opt.append(vertex(xN, y)[1])
             d_opt.append(vertex(xD, y)[1])
+        with_vertex = [i for i, v in enumerate(n_opt) if v is not None]
+        if len(with_vertex) >= 3:
+            kept.append(power_law(Cs[with_vertex], np.exp([n_opt[i] for i in with_vertex]))[0])
         if any(v is None for v in n_opt + d_opt):
             failed += 1
             continue
         samples.append((power_law(Cs, np.exp(n_opt))[0], power_law(Cs, np.exp(d_opt))[0]))
-    return np.array(samples).reshape(-1, 2), failed
+    return np.array(samples).reshape(-1, 2), failed, kept
 
 
 def approach1(pts: dict) -> dict | None:

@@ -105,6 +105,11 @@ def describe(fit: dict) -> list[str]:
     if iso.get("a") is not None:
         lines.append(f"approach 2: N_opt ∝ C^{iso['a']:.3f}{ci('a', iso)}, D_opt ∝ C^{iso['b']:.3f}{ci('b', iso)} over "
                      f"{iso['interior_minima']} profiles with an interior minimum")
+        if iso.get("bootstrap_failed"):
+            every = iso.get("ci_a_keeping_every_resample")
+            lines.append(f"  {iso['bootstrap_failed']} of {iso['bootstrap']} resamples lost a vertex and are set aside"
+                         + (f"; keeping them, each over the profiles that kept theirs: a in [{every[0]:.3f}, {every[1]:.3f}]"
+                            if every else ""))
     elif iso:
         lines.append(f"approach 2: no exponent: {iso.get('note', 'no isoFLOP profile with 3+ sizes')}")
     if a1 := fit.get("approach1"):
