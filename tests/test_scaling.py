@@ -327,3 +327,22 @@ def test_backtest_replays_the_held_out_protocol_on_the_largest_budget():
     assert replay["relative_error"]["approach 2"] == pytest.approx(0, abs=1e-9)
     pts["loss"][last] *= 1.02
     assert backtest(pts)["replay"]["relative_error"]["approach 2"] == pytest.approx(0.02, abs=1e-9)
+
+
+def test_approach2s_frontier_samples_give_an_interval_for_a_held_out_loss_that_narrows_with_less_noise():
+    from lit_llm.studies.isoflop import frontier_loss, n_opt
+
+    rng = np.random.default_rng(0)
+    widths = []
+    for noise in (0.02, 0.005):
+        pts = frontier_points(np.logspace(12, 14, 5))
+        pts["loss"] = pts["loss"] + rng.normal(0, noise, len(pts["loss"]))
+        iso = approach2(pts, bootstrap=200)
+        C = 1e15
+        truth = 30 * C ** -0.1 + 0.2 * math.log(1.2e6 / (0.1 * C ** 0.5)) ** 2
+        losses = [frontier_loss(f, C, 1.2e6) for f in iso["samples_frontier"]]
+        lo, hi = np.percentile(losses, [2.5, 97.5])
+        assert len(losses) == 200 - iso["bootstrap_failed"] and lo < frontier_loss(iso, C, 1.2e6) < hi
+        assert lo < truth < hi and n_opt(iso, C) == pytest.approx(0.1 * C ** 0.5, rel=0.3)
+        widths.append(hi - lo)
+    assert widths[1] < widths[0] / 2

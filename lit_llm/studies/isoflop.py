@@ -76,20 +76,25 @@ def approach2(pts: dict, bootstrap: int = 1000, seed: int = 0) -> dict:
         return result
     rows = [r for r in table if "N_opt" in r]
     Cs = np.array([r["C"] for r in rows])
-    a, k_n = power_law(Cs, np.array([r["N_opt"] for r in rows]))
     b, k_d = power_law(Cs, np.array([r["D_opt"] for r in rows]))
-    gamma, k_l = power_law(Cs, np.array([r["loss_opt"] for r in rows]))
-    result.update(loss_opt_exponent=gamma, loss_opt_coefficient=k_l,
-                  curvature=float(np.median([r["parabola"][0] for r in rows])))
-    samples, failed, kept = bootstrap_exponents(pts, used, Cs, bootstrap, seed)
-    result.update(a=a, b=b, N_opt_coefficient=k_n, D_opt_coefficient=k_d, bootstrap=bootstrap,
-                  bootstrap_failed=failed, samples_a=samples[:, 0].tolist())
+    result.update(frontier(Cs, [np.array(r["parabola"]) for r in rows], np.log([r["N_opt"] for r in rows])))
+    samples, failed, kept, frontiers = bootstrap_exponents(pts, used, Cs, bootstrap, seed)
+    result.update(b=b, D_opt_coefficient=k_d, bootstrap=bootstrap, bootstrap_failed=failed,
+                  samples_a=samples[:, 0].tolist(), samples_frontier=frontiers)
     if len(samples) >= 20:
         result["ci"] = {name: [float(np.percentile(samples[:, i], 2.5)), float(np.percentile(samples[:, i], 97.5))]
                         for i, name in enumerate(("a", "b"))}
     if failed and len(kept) >= 20:  # the same interval without setting resamples aside: is it too narrow?
         result["ci_a_keeping_every_resample"] = [float(np.percentile(kept, 2.5)), float(np.percentile(kept, 97.5))]
     return result
+
+
+def frontier(Cs: np.ndarray, parabolas: list[np.ndarray], x_opts: np.ndarray) -> dict:
+    """Through the profiles' vertices: N_opt = k C^a, L_opt = k_L C^gamma, and the parabolas' median curvature."""
+    a, k_n = power_law(Cs, np.exp(x_opts))
+    gamma, k_l = power_law(Cs, np.array([np.polyval(c, x) for c, x in zip(parabolas, x_opts)]))
+    return {"a": a, "N_opt_coefficient": k_n, "loss_opt_exponent": gamma, "loss_opt_coefficient": k_l,
+            "curvature": float(np.median([c[0] for c in parabolas]))}
 
 
 def n_opt(iso: dict, C: float) -> float:
@@ -104,21 +109,24 @@ def frontier_loss(iso: dict, C: float, N: float) -> float:
 
 
 def bootstrap_exponents(pts: dict, used: list[np.ndarray], Cs: np.ndarray, n: int,
-                        seed: int) -> tuple[np.ndarray, int, list[float]]:
-    """(a, b) of each residual-bootstrap resample, the number of resamples that lost a vertex, and a of every
-    resample with 3+ vertices over the profiles that kept theirs (setting aside only the profiles that lost one)."""
+                        seed: int) -> tuple[np.ndarray, int, list[float], list[dict]]:
+    """(a, b) of each residual-bootstrap resample, the number of resamples that lost a vertex, a of every
+    resample with 3+ vertices over the profiles that kept theirs (setting aside only the profiles that lost one),
+    and each full resample's frontier (for frontier_loss's interval)."""
     fits = []
     for g in used:
         xN, xD, y = np.log(pts["N"][g]), np.log(pts["D"][g]), pts["loss"][g]
         fitted = np.polyval(np.polyfit(xN, y, 2), xN)
         fits.append((xN, xD, fitted, (y - fitted) * math.sqrt(len(g) / max(len(g) - 3, 1))))
     pool = np.concatenate([f[3] for f in fits])
-    rng, samples, failed, kept = np.random.default_rng(seed), [], 0, []
+    rng, samples, failed, kept, frontiers = np.random.default_rng(seed), [], 0, [], []
     for _ in range(n):
-        n_opt, d_opt = [], []
+        parabolas, n_opt, d_opt = [], [], []
         for xN, xD, fitted, _ in fits:
             y = fitted + rng.choice(pool, len(fitted))
-            n_opt.append(vertex(xN, y)[1])
+            coef, x_opt, _ = vertex(xN, y)
+            parabolas.append(coef)
+            n_opt.append(x_opt)
             d_opt.append(vertex(xD, y)[1])
         with_vertex = [i for i, v in enumerate(n_opt) if v is not None]
         if len(with_vertex) >= 3:
@@ -126,8 +134,9 @@ def bootstrap_exponents(pts: dict, used: list[np.ndarray], Cs: np.ndarray, n: in
         if any(v is None for v in n_opt + d_opt):
             failed += 1
             continue
-        samples.append((power_law(Cs, np.exp(n_opt))[0], power_law(Cs, np.exp(d_opt))[0]))
-    return np.array(samples).reshape(-1, 2), failed, kept
+        frontiers.append(frontier(Cs, parabolas, np.array(n_opt)))
+        samples.append((frontiers[-1]["a"], power_law(Cs, np.exp(d_opt))[0]))
+    return np.array(samples).reshape(-1, 2), failed, kept, frontiers
 
 
 def approach1(pts: dict) -> dict | None:

@@ -177,6 +177,7 @@ def fit_to_dir(source: str, out: str | Path, params: str = "non_embedding", metr
                   "its exponent says nothing", file=sys.stderr)
     fit = fit_all(pts, bootstrap, budget)
     fit["chinchilla"].pop("samples")
+    fit["isoflop"].pop("samples_frontier", None)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "fit.json").write_text(json.dumps(fit, indent=2))

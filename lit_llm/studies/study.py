@@ -129,6 +129,11 @@ def rule_lr(rule: dict, n_layer: int) -> float:
     return float(np.clip(rule["coefficient"] * n_layer ** rule["exponent"], *rule["within"]))
 
 
+def interval(samples: list[float]) -> list[float] | None:
+    """The 95% interval of bootstrap samples (None without enough of them)."""
+    return [float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5))] if len(samples) >= 20 else None
+
+
 class Study:
     def __init__(self, path: str, out: str | None, parallel: int | None = None, bootstrap: int = 100) -> None:
         self.path = Path(path)
@@ -245,9 +250,9 @@ class Study:
             candidates.append({
                 "n_layer": s["n_layer"], "N": s["N"], "D": D, "data_passes": D / train_tokens if train_tokens else None,
                 "approach 2": frontier_loss(iso, C, s["N"]) if iso.get("a") is not None else None,
+                "interval_approach2": interval([frontier_loss(f, C, s["N"]) for f in iso.get("samples_frontier", [])]),
                 "approach 3": law_loss(law, s["N"], D),
-                "interval": [float(np.percentile([law_loss(p, s["N"], D) for p in law["samples"]], q))
-                             for q in (2.5, 97.5)] if law.get("samples") else None})
+                "interval": interval([law_loss(p, s["N"], D) for p in law.get("samples", [])])})
         one_pass = [c for c in candidates if c["data_passes"] is None or c["data_passes"] <= 1] or candidates
         if iso.get("a") is not None:
             size_from, best = "approach 2", min(one_pass, key=lambda c: abs(math.log(c["N"] / n_opt(iso, C))))
@@ -260,7 +265,8 @@ class Study:
         prediction = {"C": C, "n_layer": best["n_layer"], "N": best["N"], "D": best["D"], "data_passes": best["data_passes"],
                       "loss": best[loss_from], "size_from": size_from, "loss_from": loss_from,
                       "loss_approach2": best["approach 2"], "loss_approach3": best["approach 3"],
-                      "interval_approach3": best["interval"], "candidates": candidates,
+                      "interval_approach2": best["interval_approach2"], "interval_approach3": best["interval"],
+                      "candidates": candidates,
                       "at_edge_of_sizes_tried": best["n_layer"] in (min(sizes), max(sizes)),
                       "N_opt_approach2": n_opt(iso, C) if iso.get("a") is not None else None}
         print(f"prediction at C = {C:.3g}: n_layer {best['n_layer']} (N = {best['N']:.3g}, D = {best['D']:.3g}, size from "
@@ -295,6 +301,7 @@ class Study:
         fit_dir.mkdir(parents=True, exist_ok=True)
         law = fit["chinchilla"]
         law.pop("samples", None)
+        fit["isoflop"].pop("samples_frontier", None)
         (fit_dir / "fit.json").write_text(json.dumps(fit, indent=2))
         figures = [*plot_all(pts, fit, fit_dir), plot_tune(self.record["tune"], fit_dir / "tune.png")]
         self.write_runs(fit_dir / "runs.csv")  # before study.json: it notes the runs that saw data twice
@@ -348,13 +355,15 @@ class Study:
                   f"Fitted without it, {p['size_from']} picks n_layer {p['n_layer']} (N = {p['N']:.3g}, D = {p['D']:.3g}"
                   + (f", {p['data_passes']:.2f} passes over the data" if p.get("data_passes") else "")
                   + f") as compute-optimal at C = {p['C']:.3g}; {p['loss_from']} (the smaller error in the backtest's "
-                  f"replay) predicts val loss **{p['loss']:.4f}**; {measured(p)}.", "",
-                  "| n_layer | N | D | data passes | approach 2 | approach 3 (bootstrap 95%) |",
+                  f"replay) predicts val loss **{p['loss']:.4f}**" + (f" (bootstrap 95%: {ci[0]:.4f}-{ci[1]:.4f})" if (
+                      ci := p[f"interval_approach{p['loss_from'][-1]}"]) else "") + f"; {measured(p)}.", "",
+                  "| n_layer | N | D | data passes | approach 2 (bootstrap 95%) | approach 3 (bootstrap 95%) |",
                   "| --- | --- | --- | --- | --- | --- |"]
-        cell = lambda x: "" if x is None else f"{x:.4f}"  # noqa: E731
-        lines += [f"| {c['n_layer']} | {c['N']:.3g} | {c['D']:.3g} | {cell(c['data_passes'])} | {cell(c['approach 2'])} | "
-                  f"{c['approach 3']:.4f}" + (f" ({c['interval'][0]:.4f}-{c['interval'][1]:.4f})" if c["interval"] else "")
-                  + " |" for c in p["candidates"]]
+        cell = lambda x, ci=None: ("" if x is None else f"{x:.4f}") + (f" ({ci[0]:.4f}-{ci[1]:.4f})" if ci else "")  # noqa: E731
+        lines += [f"| {c['n_layer']} | {c['N']:.3g} | {c['D']:.3g} | "
+                  + ("" if c["data_passes"] is None else f"{c['data_passes']:.2f}")
+                  + f" | {cell(c['approach 2'], c['interval_approach2'])} | {cell(c['approach 3'], c['interval'])} |"
+                  for c in p["candidates"]]
         lines += ["", "Measured against each approach: " + ", ".join(
             f"{k} {100 * e:+.2f}%" for k, e in p.get("relative_errors", {}).items()) + "."]
         repeated = self.record.get("repeated_data", [])
