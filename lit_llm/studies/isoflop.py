@@ -105,7 +105,8 @@ def n_opt(iso: dict, C: float) -> float:
 def frontier_loss(iso: dict, C: float, N: float) -> float:
     """Approach 2's loss of a model of N parameters at budget C: the frontier's loss plus the profiles' median
     curvature times the squared log distance from the frontier's size."""
-    return iso["loss_opt_coefficient"] * C ** iso["loss_opt_exponent"] + iso["curvature"] * math.log(N / n_opt(iso, C)) ** 2
+    frontier_at_c = iso["loss_opt_coefficient"] * C ** iso["loss_opt_exponent"]
+    return frontier_at_c + iso["curvature"] * math.log(N / n_opt(iso, C)) ** 2
 
 
 def bootstrap_exponents(pts: dict, used: list[np.ndarray], Cs: np.ndarray, n: int,

@@ -308,9 +308,9 @@ def backtest(pts: dict) -> dict | None:
     if iso.get("a") is not None:  # the held-out protocol replayed: approach 2's size, both approaches' loss
         run = min(runs, key=lambda r: abs(math.log(r["N"] / n_opt(iso, C))))
         two = frontier_loss(iso, C, run["N"])
+        errors = {"approach 2": run["loss"] / two - 1, "approach 3": run["relative_error"]}
         result["replay"] = {"N": run["N"], "D": run["D"], "loss": run["loss"], "N_opt_approach2": n_opt(iso, C),
-                            "approach2": two, "approach3": run["predicted"],
-                            "relative_error": {"approach 2": run["loss"] / two - 1, "approach 3": run["relative_error"]}}
+                            "approach2": two, "approach3": run["predicted"], "relative_error": errors}
     return result
 
 

@@ -108,8 +108,8 @@ def describe(fit: dict) -> list[str]:
         if iso.get("bootstrap_failed"):
             every = iso.get("ci_a_keeping_every_resample")
             lines.append(f"  {iso['bootstrap_failed']} of {iso['bootstrap']} resamples lost a vertex and are set aside"
-                         + (f"; keeping them, each over the profiles that kept theirs: a in [{every[0]:.3f}, {every[1]:.3f}]"
-                            if every else ""))
+                         + (f"; keeping them, each over the profiles that kept theirs: a in "
+                            f"[{every[0]:.3f}, {every[1]:.3f}]" if every else ""))
     elif iso:
         lines.append(f"approach 2: no exponent: {iso.get('note', 'no isoFLOP profile with 3+ sizes')}")
     if a1 := fit.get("approach1"):
@@ -127,9 +127,10 @@ def describe(fit: dict) -> list[str]:
                      f"{100 * bt['best_run_relative_error']:+.1f}% off (median |error| over its {len(bt['runs'])} runs "
                      f"{100 * bt['median_abs_relative_error']:.1f}%)")
         if r := bt.get("replay"):
-            lines.append(f"  replay of the held-out protocol: approach 2's N_opt {r['N_opt_approach2']:.3g} -> the run at "
-                         f"N = {r['N']:.3g} (loss {r['loss']:.4f}); predicted " + ", ".join(
-                             f"{k} {r[k.replace(' ', '')]:.4f} ({100 * e:+.1f}%)" for k, e in r["relative_error"].items()))
+            lines.append(f"  replay of the held-out protocol: approach 2's N_opt {r['N_opt_approach2']:.3g} -> the run "
+                         f"at N = {r['N']:.3g} (loss {r['loss']:.4f}); predicted " + ", ".join(
+                             f"{k} {r[k.replace(' ', '')]:.4f} ({100 * e:+.1f}%)"
+                             for k, e in r["relative_error"].items()))
     return lines
 
 

@@ -186,8 +186,9 @@ class Study:
         pts = load_points([str(d) for d in iso_dirs], N_COUNT)
         self.record["tune"]["lr_by_n_layer"] = {s["n_layer"]: self.lr_for(s["n_layer"]) for s in pts["shapes"]}
         fit = self.timed("fit", fit_all, pts, self.bootstrap)
-        passes = [s["tokens_seen"] / s["data_passes"] for d in iso_dirs for _, s in fit_summaries(d) if s.get("data_passes")]
-        prediction = self.predict(fit, pts, passes[0] if passes else None)
+        train_tokens = [s["tokens_seen"] / s["data_passes"] for d in iso_dirs for _, s in fit_summaries(d)
+                        if s.get("data_passes")]
+        prediction = self.predict(fit, pts, train_tokens[0] if train_tokens else None)
         held_out = self.timed("holdout", self.holdout, prediction)
         prediction.update(held_out)
         prediction["relative_error"] = held_out["measured_loss"] / prediction["loss"] - 1
@@ -248,11 +249,12 @@ class Study:
         for s in sorted(pts["shapes"], key=lambda s: s["n_layer"]):
             D = C / s["flops_per_token"]
             candidates.append({
-                "n_layer": s["n_layer"], "N": s["N"], "D": D, "data_passes": D / train_tokens if train_tokens else None,
+                "n_layer": s["n_layer"], "N": s["N"], "D": D,
+                "data_passes": D / train_tokens if train_tokens else None,
                 "approach 2": frontier_loss(iso, C, s["N"]) if iso.get("a") is not None else None,
                 "interval_approach2": interval([frontier_loss(f, C, s["N"]) for f in iso.get("samples_frontier", [])]),
                 "approach 3": law_loss(law, s["N"], D),
-                "interval": interval([law_loss(p, s["N"], D) for p in law.get("samples", [])])})
+                "interval_approach3": interval([law_loss(p, s["N"], D) for p in law.get("samples", [])])})
         one_pass = [c for c in candidates if c["data_passes"] is None or c["data_passes"] <= 1] or candidates
         if iso.get("a") is not None:
             size_from, best = "approach 2", min(one_pass, key=lambda c: abs(math.log(c["N"] / n_opt(iso, C))))
@@ -262,15 +264,16 @@ class Study:
         loss_from = (min(replay["relative_error"], key=lambda k: abs(replay["relative_error"][k]))
                      if replay and best["approach 2"] is not None else "approach 3")
         sizes = [c["n_layer"] for c in candidates]
-        prediction = {"C": C, "n_layer": best["n_layer"], "N": best["N"], "D": best["D"], "data_passes": best["data_passes"],
-                      "loss": best[loss_from], "size_from": size_from, "loss_from": loss_from,
+        prediction = {"C": C, "n_layer": best["n_layer"], "N": best["N"], "D": best["D"],
+                      "data_passes": best["data_passes"], "loss": best[loss_from], "size_from": size_from,
+                      "loss_from": loss_from,
                       "loss_approach2": best["approach 2"], "loss_approach3": best["approach 3"],
-                      "interval_approach2": best["interval_approach2"], "interval_approach3": best["interval"],
+                      "interval_approach2": best["interval_approach2"], "interval_approach3": best["interval_approach3"],
                       "candidates": candidates,
                       "at_edge_of_sizes_tried": best["n_layer"] in (min(sizes), max(sizes)),
                       "N_opt_approach2": n_opt(iso, C) if iso.get("a") is not None else None}
-        print(f"prediction at C = {C:.3g}: n_layer {best['n_layer']} (N = {best['N']:.3g}, D = {best['D']:.3g}, size from "
-              f"{size_from}), loss {prediction['loss']:.4f} ({loss_from})", flush=True)
+        print(f"prediction at C = {C:.3g}: n_layer {best['n_layer']} (N = {best['N']:.3g}, D = {best['D']:.3g}, size "
+              f"from {size_from}), loss {prediction['loss']:.4f} ({loss_from})", flush=True)
         return prediction
 
     def holdout(self, prediction: dict) -> dict:
@@ -352,17 +355,21 @@ class Study:
                   "", "```",
                   *describe(fit), "```", "", "![isoFLOP profiles](fit/isoflop.png)", "",
                   "## Held-out prediction (stages 4-5)", "",
-                  f"Fitted without it, {p['size_from']} picks n_layer {p['n_layer']} (N = {p['N']:.3g}, D = {p['D']:.3g}"
+                  f"Fitted without it, {p['size_from']} picks n_layer {p['n_layer']} (N = {p['N']:.3g}, "
+                  f"D = {p['D']:.3g}"
                   + (f", {p['data_passes']:.2f} passes over the data" if p.get("data_passes") else "")
                   + f") as compute-optimal at C = {p['C']:.3g}; {p['loss_from']} (the smaller error in the backtest's "
                   f"replay) predicts val loss **{p['loss']:.4f}**" + (f" (bootstrap 95%: {ci[0]:.4f}-{ci[1]:.4f})" if (
                       ci := p[f"interval_approach{p['loss_from'][-1]}"]) else "") + f"; {measured(p)}.", "",
                   "| n_layer | N | D | data passes | approach 2 (bootstrap 95%) | approach 3 (bootstrap 95%) |",
                   "| --- | --- | --- | --- | --- | --- |"]
-        cell = lambda x, ci=None: ("" if x is None else f"{x:.4f}") + (f" ({ci[0]:.4f}-{ci[1]:.4f})" if ci else "")  # noqa: E731
+
+        def cell(x: float | None, ci: list[float] | None) -> str:
+            return ("" if x is None else f"{x:.4f}") + (f" ({ci[0]:.4f}-{ci[1]:.4f})" if ci else "")
+
         lines += [f"| {c['n_layer']} | {c['N']:.3g} | {c['D']:.3g} | "
                   + ("" if c["data_passes"] is None else f"{c['data_passes']:.2f}")
-                  + f" | {cell(c['approach 2'], c['interval_approach2'])} | {cell(c['approach 3'], c['interval'])} |"
+                  + f" | {cell(c['approach 2'], c['interval_approach2'])} | {cell(c['approach 3'], c['interval_approach3'])} |"
                   for c in p["candidates"]]
         lines += ["", "Measured against each approach: " + ", ".join(
             f"{k} {100 * e:+.2f}%" for k, e in p.get("relative_errors", {}).items()) + "."]
