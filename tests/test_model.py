@@ -174,6 +174,25 @@ def test_cpu_peak_measurement_leaves_the_global_rng_alone():
     assert torch.equal(torch.rand(3), expected)  # the model's init must not depend on the device
 
 
+def test_cpu_peak_is_the_best_recorded_on_this_machine_so_a_busy_start_does_not_overstate_mfu(tmp_path, monkeypatch):
+    import json
+
+    from lit_llm.training.callbacks import throughput
+
+    for measured, expected in ((2.0, 2.0), (0.5, 2.0), (3.0, 3.0)):  # quiet, busy (the cores shared), quieter
+        monkeypatch.setattr(throughput, "measure_cpu_peak_tflops", lambda: measured)
+        assert throughput.best_cpu_peak_tflops(tmp_path) == expected
+    table = json.loads((tmp_path / "cpu_peak.json").read_text())
+    assert table == {f"{throughput.cpu_name()}, {torch.get_num_threads()} threads": 3.0}
+    threads = torch.get_num_threads() + 1  # another thread count: its own record
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    monkeypatch.setattr(throughput, "measure_cpu_peak_tflops", lambda: 1.0)
+    assert throughput.best_cpu_peak_tflops(tmp_path) == 1.0 and len(json.loads((tmp_path / "cpu_peak.json").read_text())) == 2
+    (tmp_path / "cpu_peak.json").write_text("not json")  # a damaged record: the measurement alone, then rewritten
+    monkeypatch.setattr(throughput, "measure_cpu_peak_tflops", lambda: 0.7)
+    assert throughput.best_cpu_peak_tflops(tmp_path) == 0.7 and not list(tmp_path.glob("*.tmp"))
+
+
 def test_generation_never_samples_padding_mask_or_unknown():
     from lit_llm.data.tokenizer import MASK, PAD, UNK, char_tokenizer
     from lit_llm.model.generation import SamplingSettings, generate_text

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import platform
 import time
+from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from lit_llm.data.corpus import default_cache_dir
 from lit_llm.training.lightning_internals import is_accumulating, should_log
 
 # Dense (no sparsity) peak TFLOP/s per device, from the vendors' spec sheets.
@@ -43,9 +48,40 @@ def measure_cpu_peak_tflops(size: int = 1024, repeats: int = 8) -> float:
     return 2 * size**3 / best / 1e12
 
 
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
+def best_cpu_peak_tflops(cache_dir: Path | None = None) -> float:
+    """This CPU's fp32 peak at the current thread count: the better of a measurement now and the best recorded
+    earlier on this machine (cpu_peak.json in the lit_llm cache). A run that starts while the cores are busy
+    measures a depressed peak; dividing by it would overstate the run's MFU."""
+    measured = measure_cpu_peak_tflops()
+    path = (cache_dir or default_cache_dir()) / "cpu_peak.json"
+    key = f"{cpu_name()}, {torch.get_num_threads()} threads"
+    try:
+        table = json.loads(path.read_text())
+        recorded = float(table.get(key, 0.0))
+    except (OSError, ValueError, TypeError, AttributeError):
+        table, recorded = {}, 0.0
+    if measured > recorded:
+        try:  # a new best: record it (atomically: parallel runs may write at once); a read-only cache is fine
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({**table, key: measured}, indent=1))
+            os.replace(tmp, path)
+        except OSError:
+            pass
+    return max(measured, recorded)
+
+
 def device_peak_tflops(device: torch.device, precision: str) -> float | None:
     if device.type == "cpu":
-        return measure_cpu_peak_tflops()
+        return best_cpu_peak_tflops()
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device).lower()
         for (chip, kind), tflops in PEAK_TFLOPS.items():
@@ -65,8 +101,8 @@ class Throughput(Callback):
     def __init__(self, peak_tflops: float | None = None) -> None:
         """
         Args:
-            peak_tflops: the device's peak TFLOP/s for MFU; default: a spec table on GPUs, a matmul
-                measurement on CPU.
+            peak_tflops: the device's peak TFLOP/s for MFU; default: a spec table on GPUs; on CPU a matmul
+                measurement, or the best one recorded on this machine when that is higher.
         """
         self.peak_tflops = peak_tflops
         self.mark: float | None = None  # time of the window's start
