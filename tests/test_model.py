@@ -190,7 +190,8 @@ def test_cpu_peak_is_the_best_recorded_on_this_machine_so_a_busy_start_does_not_
     assert throughput.best_cpu_peak_tflops(tmp_path) == 1.0 and len(json.loads((tmp_path / "cpu_peak.json").read_text())) == 2
     (tmp_path / "cpu_peak.json").write_text("not json")  # a damaged record: the measurement alone, then rewritten
     monkeypatch.setattr(throughput, "measure_cpu_peak_tflops", lambda: 0.7)
-    assert throughput.best_cpu_peak_tflops(tmp_path) == 0.7 and not list(tmp_path.glob("*.tmp"))
+    assert throughput.best_cpu_peak_tflops(tmp_path) == 0.7 and sorted(p.name for p in tmp_path.iterdir()) == ["cpu_peak.json"]
+    assert list(json.loads((tmp_path / "cpu_peak.json").read_text()).values()) == [0.7]
 
 
 def test_generation_never_samples_padding_mask_or_unknown():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import platform
 import time
 from pathlib import Path
@@ -13,6 +12,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from lit_llm.checkpoints import write_atomically
 from lit_llm.data.corpus import default_cache_dir
 from lit_llm.training.lightning_internals import is_accumulating, should_log
 
@@ -70,10 +70,7 @@ def best_cpu_peak_tflops(cache_dir: Path | None = None) -> float:
         table, recorded = {}, 0.0
     if measured > recorded:
         try:  # a new best: record it (atomically: parallel runs may write at once); a read-only cache is fine
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({**table, key: measured}, indent=1))
-            os.replace(tmp, path)
+            write_atomically(path, json.dumps({**table, key: measured}, indent=1).encode())
         except OSError:
             pass
     return max(measured, recorded)
