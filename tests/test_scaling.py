@@ -329,6 +329,21 @@ def test_backtest_replays_the_held_out_protocol_on_the_largest_budget():
     assert backtest(pts)["replay"]["relative_error"]["approach 2"] == pytest.approx(0.02, abs=1e-9)
 
 
+def test_backtest_replays_the_protocol_one_budget_ahead_on_every_budget_from_the_fourth():
+    """Five budgets: replays at the fourth (fitted on three) and the fifth (on four). Exact points: both predicted
+    exactly. The fifth's losses 2% above: its replay says +2%, the fourth's still 0, the root mean square 2%/sqrt(2)."""
+    pts = frontier_points(np.logspace(12, 14, 5))
+    exact = backtest(pts)
+    assert [r["C"] for r in exact["rolling"]] == pytest.approx([10 ** 13.5, 1e14])
+    assert exact["rolling"][-1] == exact["replay"] and exact["rolling_rms"]["approach 2"] == pytest.approx(0, abs=1e-9)
+    pts["loss"][28:] *= 1.02
+    shifted = backtest(pts)
+    assert [r["relative_error"]["approach 2"] for r in shifted["rolling"]] == pytest.approx([0, 0.02], abs=1e-9)
+    assert shifted["rolling_rms"]["approach 2"] == pytest.approx(0.02 / math.sqrt(2), abs=1e-9)
+    three = frontier_points(np.logspace(12, 13, 3))  # three budgets: the one replay is fitted on two
+    assert [r["C"] for r in backtest(three)["rolling"]] == pytest.approx([1e13])
+
+
 def test_approach2s_frontier_samples_give_an_interval_for_a_held_out_loss_that_narrows_with_less_noise():
     from lit_llm.studies.isoflop import frontier_loss, n_opt
 

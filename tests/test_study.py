@@ -212,12 +212,13 @@ def test_the_shipped_study_files_load_and_name_existing_configs(study):
     assert budgets == sorted(budgets) and spec["holdout"]["max_flops"] > budgets[-1]  # held out: above them all
 
 
-@pytest.mark.parametrize("replay_errors, loss_from", [({"approach 2": -0.01, "approach 3": -0.14}, "approach 2"),
-                                                      ({"approach 2": 0.05, "approach 3": 0.02}, "approach 3")])
-def test_the_held_out_size_is_approach_2s_within_one_pass_and_its_loss_from_the_better_replay(tmp_path, replay_errors,
-                                                                                                loss_from):
+@pytest.mark.parametrize("replay_rms, loss_from", [({"approach 2": 0.033, "approach 3": 0.088}, "approach 2"),
+                                                   ({"approach 2": 0.05, "approach 3": 0.02}, "approach 3")])
+def test_the_held_out_size_is_approach_2s_within_one_pass_and_its_loss_from_the_better_replays(tmp_path, replay_rms,
+                                                                                                 loss_from):
     """Approach 2's N_opt at the held-out budget is 25k: n_layer 3 (28k) is nearest but would repeat the data, so
-    n_layer 4 (59k) runs; its loss comes from the approach whose replay on the largest budget erred less."""
+    n_layer 4 (59k) runs; its loss comes from the approach whose replays one budget ahead erred less (root mean
+    square), and that error is the prediction's expected precision."""
     from lit_llm.studies.isoflop import frontier_loss
     from lit_llm.studies.study import Study
 
@@ -229,10 +230,11 @@ def test_the_held_out_size_is_approach_2s_within_one_pass_and_its_loss_from_the_
     iso = {"a": 0.5, "N_opt_coefficient": 25e3 / 4e12 ** 0.5, "loss_opt_exponent": -0.1, "loss_opt_coefficient": 30.0,
            "curvature": 0.2}
     law = {"E": 1.3, "A": 1.5e3, "alpha": 0.9, "B": 2.6e3, "beta": 0.6}
-    fit = {"chinchilla": law, "isoflop": iso, "backtest": {"replay": {"relative_error": replay_errors}}}
+    fit = {"chinchilla": law, "isoflop": iso, "backtest": {"rolling_rms": replay_rms}}
     p = study.predict(fit, {"shapes": shapes}, train_tokens=12e6)
     assert [c["n_layer"] for c in p["candidates"] if c["data_passes"] > 1] == [2, 3]  # 4e12 / 2.2e5 = 18M tokens
     assert (p["n_layer"], p["size_from"], p["loss_from"]) == (4, "approach 2", loss_from)
+    assert p["replay_rms"] == replay_rms[loss_from]
     assert p["data_passes"] == pytest.approx(4e12 / 4.5e5 / 12e6)
     two = frontier_loss(iso, 4e12, 59168)
     three = 1.3 + 1.5e3 / 59168 ** 0.9 + 2.6e3 / (4e12 / 4.5e5) ** 0.6

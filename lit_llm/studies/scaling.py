@@ -12,7 +12,8 @@ Laws (N = parameters, D = training tokens, C = training FLOPs, L = loss):
   the 95% interval of their difference.
 - backtest: the law fitted without the largest budget, predicting that budget's runs (its extrapolation error),
   and the held-out protocol replayed there: approach 2's compute-optimal size (the run nearest it) and the loss
-  both approaches predict for it.
+  both approaches predict for it; the same replay on every budget from the fourth on gives each approach's
+  root-mean-square error one budget ahead.
 C is the runs' training FLOPs as they counted them (summary "flops": attention and head included), 6ND for CSVs
 without a C column.
 """
@@ -289,7 +290,9 @@ def backtest(pts: dict) -> dict | None:
     """Approach 3's law fitted without the largest budget's runs, predicting them: how far the law carries one
     budget beyond its data on these runs, known before any held-out run (relative error = measured/predicted - 1).
     "replay" plays the held-out protocol on that budget: approach 2 refitted without it picks the run nearest its
-    N_opt, and approaches 2 (frontier_loss) and 3 each predict that run's loss."""
+    N_opt, and approaches 2 (frontier_loss) and 3 each predict that run's loss. "rolling" plays it on every budget
+    from the fourth on (fitted on the budgets below each; from the third when there are only three); "rolling_rms" is each approach's root-mean-square error
+    over them: how precisely the protocol predicts one budget ahead on these runs, known before the held-out run."""
     groups = profiles(pts["C"])
     if len(groups) < 3:
         return None
@@ -301,17 +304,38 @@ def backtest(pts: dict) -> dict | None:
     for r in runs:
         r["relative_error"] = r["loss"] / r["predicted"] - 1
     best = min(runs, key=lambda r: r["loss"])
-    C = float(np.exp(np.mean(np.log(pts["C"][last]))))
-    result = {"C": C, "fitted_runs": int(len(keep)), "runs": runs, "best_run_relative_error": best["relative_error"],
+    result = {"C": budget_of(pts, last), "fitted_runs": int(len(keep)), "runs": runs,
+              "best_run_relative_error": best["relative_error"],
               "median_abs_relative_error": float(np.median([abs(r["relative_error"]) for r in runs]))}
-    iso = approach2({k: pts[k][keep] for k in ("N", "D", "C", "loss")}, bootstrap=0)
-    if iso.get("a") is not None:  # the held-out protocol replayed: approach 2's size, both approaches' loss
-        run = min(runs, key=lambda r: abs(math.log(r["N"] / n_opt(iso, C))))
-        two = frontier_loss(iso, C, run["N"])
-        errors = {"approach 2": run["loss"] / two - 1, "approach 3": run["relative_error"]}
-        result["replay"] = {"N": run["N"], "D": run["D"], "loss": run["loss"], "N_opt_approach2": n_opt(iso, C),
-                            "approach2": two, "approach3": run["predicted"], "relative_error": errors}
+    first = min(3, len(groups) - 1)  # three fitted budgets where there are more than three, else two
+    rolling = [r for k in range(first, len(groups)) if (r := replay(pts, np.concatenate(groups[:k]), groups[k]))]
+    if rolling and rolling[-1]["C"] == result["C"]:
+        result["replay"] = rolling[-1]
+        result["rolling"] = rolling
+        result["rolling_rms"] = {k: float(np.sqrt(np.mean([r["relative_error"][k] ** 2 for r in rolling])))
+                                 for k in rolling[-1]["relative_error"]}
     return result
+
+
+def budget_of(pts: dict, group: np.ndarray) -> float:
+    """An isoFLOP profile's budget: the geometric mean of its runs' C."""
+    return float(np.exp(np.mean(np.log(pts["C"][group]))))
+
+
+def replay(pts: dict, fitted: np.ndarray, target: np.ndarray) -> dict | None:
+    """The held-out protocol on one budget (the runs `target`) from the runs `fitted` only: approach 2's N_opt
+    picks the run nearest it; approaches 2 (frontier_loss) and 3 each predict that run's loss (None when
+    approach 2 finds no frontier in the fitted runs)."""
+    sub = {k: pts[k][fitted] for k in ("N", "D", "C", "loss")}
+    iso = approach2(sub, bootstrap=0)
+    if iso.get("a") is None:
+        return None
+    C = budget_of(pts, target)
+    i = min(target, key=lambda i: abs(math.log(pts["N"][i] / n_opt(iso, C))))
+    N, D, loss = float(pts["N"][i]), float(pts["D"][i]), float(pts["loss"][i])
+    two, three = frontier_loss(iso, C, N), law_loss(fit_chinchilla(sub, bootstrap=0), N, D)
+    return {"C": C, "N": N, "D": D, "loss": loss, "N_opt_approach2": n_opt(iso, C), "approach2": two,
+            "approach3": three, "relative_error": {"approach 2": loss / two - 1, "approach 3": loss / three - 1}}
 
 
 def agreement(iso: dict, chin: dict, a2_samples: list[float] = (), a3_samples: list[float] = ()) -> dict | None:

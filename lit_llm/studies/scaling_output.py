@@ -126,11 +126,14 @@ def describe(fit: dict) -> list[str]:
         lines.append(f"backtest: fitted without C = {bt['C']:.3g}, approach 3 predicts its best run "
                      f"{100 * bt['best_run_relative_error']:+.1f}% off (median |error| over its {len(bt['runs'])} runs "
                      f"{100 * bt['median_abs_relative_error']:.1f}%)")
-        if r := bt.get("replay"):
-            lines.append(f"  replay of the held-out protocol: approach 2's N_opt {r['N_opt_approach2']:.3g} -> the run "
-                         f"at N = {r['N']:.3g} (loss {r['loss']:.4f}); predicted " + ", ".join(
-                             f"{k} {r[k.replace(' ', '')]:.4f} ({100 * e:+.1f}%)"
-                             for k, e in r["relative_error"].items()))
+        for r in bt.get("rolling") or []:
+            lines.append(f"  replay of the held-out protocol at C = {r['C']:.3g}: approach 2's N_opt "
+                         f"{r['N_opt_approach2']:.3g} -> the run at N = {r['N']:.3g} (loss {r['loss']:.4f}); predicted "
+                         + ", ".join(f"{k} {r[k.replace(' ', '')]:.4f} ({100 * e:+.1f}%)"
+                                     for k, e in r["relative_error"].items()))
+        if rms := bt.get("rolling_rms"):
+            lines.append("  replays' root-mean-square error one budget ahead: "
+                         + ", ".join(f"{k} {100 * e:.1f}%" for k, e in rms.items()))
     return lines
 
 

@@ -18,7 +18,7 @@ lr(L) = c * L^x through them (one depth: one lr); the µP check's width should a
 (recorded); (2) isoflop: run every isoFLOP sweep, each run at its depth's lr; (3) fit:
 approaches 1, 2 and 3 on those runs (`scaling.fit_all`); (4) predict: of the sizes tried that fit in one pass
 over the data, the one nearest approach 2's N_opt at the held-out budget, and its loss from the approach whose
-replay of this protocol on the largest fitted budget erred less (Study.predict); (5) holdout: run
+replays of this protocol one budget ahead on the fitted budgets erred less (Study.predict); (5) holdout: run
 it at its depth's lr (written as holdout.yaml, a sweep file too) and compare; (6) report: study.json, report.md
 and the figures.
 Each sweep keeps its own state, so a study that is stopped and started again re-runs nothing that finished.
@@ -241,8 +241,9 @@ class Study:
     def predict(self, fit: dict, pts: dict, train_tokens: float | None) -> dict:
         """The compute-optimal size at the held-out budget and its loss. The size: of the sizes tried whose tokens
         fit in one pass over the train split, the nearest to approach 2's N_opt (approach 3's lowest loss when
-        approach 2 has no frontier). The loss: from the approach whose replay of this protocol on the largest
-        fitted budget (fit["backtest"]["replay"]) erred less; both approaches' figures are kept."""
+        approach 2 has no frontier). The loss: from the approach whose replays of this protocol one budget ahead
+        (fit["backtest"]["rolling"]) erred less (root mean square); that error, "replay_rms", is the precision to
+        expect of the prediction. Both approaches' figures are kept."""
         C = float(self.spec["holdout"]["max_flops"])
         law, iso = fit["chinchilla"], fit["isoflop"]
         candidates = []
@@ -260,9 +261,8 @@ class Study:
             size_from, best = "approach 2", min(one_pass, key=lambda c: abs(math.log(c["N"] / n_opt(iso, C))))
         else:
             size_from, best = "approach 3", min(one_pass, key=lambda c: c["approach 3"])
-        replay = (fit.get("backtest") or {}).get("replay")
-        loss_from = (min(replay["relative_error"], key=lambda k: abs(replay["relative_error"][k]))
-                     if replay and best["approach 2"] is not None else "approach 3")
+        rms = (fit.get("backtest") or {}).get("rolling_rms")
+        loss_from = min(rms, key=rms.get) if rms and best["approach 2"] is not None else "approach 3"
         sizes = [c["n_layer"] for c in candidates]
         prediction = {"C": C, "n_layer": best["n_layer"], "N": best["N"], "D": best["D"],
                       "data_passes": best["data_passes"], "loss": best[loss_from], "size_from": size_from,
@@ -271,7 +271,8 @@ class Study:
                       "interval_approach2": best["interval_approach2"], "interval_approach3": best["interval_approach3"],
                       "candidates": candidates,
                       "at_edge_of_sizes_tried": best["n_layer"] in (min(sizes), max(sizes)),
-                      "N_opt_approach2": n_opt(iso, C) if iso.get("a") is not None else None}
+                      "N_opt_approach2": n_opt(iso, C) if iso.get("a") is not None else None,
+                      "replay_rms": rms.get(loss_from) if rms else None}
         print(f"prediction at C = {C:.3g}: n_layer {best['n_layer']} (N = {best['N']:.3g}, D = {best['D']:.3g}, size "
               f"from {size_from}), loss {prediction['loss']:.4f} ({loss_from})", flush=True)
         return prediction
@@ -359,8 +360,11 @@ class Study:
                   f"D = {p['D']:.3g}"
                   + (f", {p['data_passes']:.2f} passes over the data" if p.get("data_passes") else "")
                   + f") as compute-optimal at C = {p['C']:.3g}; {p['loss_from']} (the smaller error in the backtest's "
-                  f"replay) predicts val loss **{p['loss']:.4f}**" + (f" (bootstrap 95%: {ci[0]:.4f}-{ci[1]:.4f})" if (
-                      ci := p[f"interval_approach{p['loss_from'][-1]}"]) else "") + f"; {measured(p)}.", "",
+                  f"replays) predicts val loss **{p['loss']:.4f}**" + (f" (bootstrap 95%: {ci[0]:.4f}-{ci[1]:.4f})" if (
+                      ci := p[f"interval_approach{p['loss_from'][-1]}"]) else "") + f"; {measured(p)}." + (
+                      f" Replayed one budget ahead on the fitted budgets, this protocol erred by {100 * rms:.1f}% "
+                      "(root mean square): a difference smaller than that is within its own error."
+                      if (rms := p.get("replay_rms")) is not None else ""), "",
                   "| n_layer | N | D | data passes | approach 2 (bootstrap 95%) | approach 3 (bootstrap 95%) |",
                   "| --- | --- | --- | --- | --- | --- |"]
 
