@@ -10,7 +10,7 @@ from scipy.optimize import minimize_scalar
 from lit_llm.cli.main import main
 from lit_llm.studies.isoflop import approach1, approach2
 from lit_llm.studies.scaling import agreement, backtest, compute_optimal, fit_chinchilla, load_points
-from lit_llm.studies.scaling_output import describe
+from lit_llm.studies.scaling_output import describe, measured
 
 TRUE = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}  # Hoffmann et al.'s fit
 
@@ -361,3 +361,13 @@ def test_approach2s_frontier_samples_give_an_interval_for_a_held_out_loss_that_n
         assert lo < truth < hi and n_opt(iso, C) == pytest.approx(0.1 * C ** 0.5, rel=0.3)
         widths.append(hi - lo)
     assert widths[1] < widths[0] / 2
+
+
+def test_the_held_out_comparison_says_whether_it_lies_within_the_protocols_replay_error():
+    p = {"measured_loss": 1.3851, "measured_losses": [1.3853, 1.3775, 1.3925], "measured_std": 0.0075,
+         "relative_error": 1.3851 / 1.3695 - 1}
+    assert measured(p) == "measured 1.3851 (mean of 3 seeds, sd 0.0075 = 0.5%): +1.14% from the prediction"
+    assert measured({**p, "replay_rms": 0.0335}).endswith(
+        "+1.14% from the prediction, within the 3.4% (root mean square) its replays one budget ahead erred")
+    assert measured({**p, "replay_rms": 0.005}).endswith(", beyond the 0.5% (root mean square) its replays one "
+                                                         "budget ahead erred")

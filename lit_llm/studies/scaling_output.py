@@ -142,7 +142,11 @@ def measured(p: dict) -> str:
     seeds = p.get("measured_losses") or [p["measured_loss"]]
     spread = (f" (mean of {len(seeds)} seeds, sd {p['measured_std']:.4f} = {100 * p['measured_std'] / p['measured_loss']:.1f}%)"
               if p.get("measured_std") is not None else "")
-    return f"measured {p['measured_loss']:.4f}{spread}: {100 * p['relative_error']:+.2f}% from the prediction"
+    text = f"measured {p['measured_loss']:.4f}{spread}: {100 * p['relative_error']:+.2f}% from the prediction"
+    if (rms := p.get("replay_rms")) is not None:  # the protocol's own error one budget ahead, known beforehand
+        text += (f", {'within' if abs(p['relative_error']) <= rms else 'beyond'} the {100 * rms:.1f}% (root mean "
+                 "square) its replays one budget ahead erred")
+    return text
 
 
 def plot_tune(tune: dict, path: Path) -> Path:

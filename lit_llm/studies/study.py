@@ -361,10 +361,7 @@ class Study:
                   + (f", {p['data_passes']:.2f} passes over the data" if p.get("data_passes") else "")
                   + f") as compute-optimal at C = {p['C']:.3g}; {p['loss_from']} (the smaller error in the backtest's "
                   f"replays) predicts val loss **{p['loss']:.4f}**" + (f" (bootstrap 95%: {ci[0]:.4f}-{ci[1]:.4f})" if (
-                      ci := p[f"interval_approach{p['loss_from'][-1]}"]) else "") + f"; {measured(p)}." + (
-                      f" Replayed one budget ahead on the fitted budgets, this protocol erred by {100 * rms:.1f}% "
-                      "(root mean square): a difference smaller than that is within its own error."
-                      if (rms := p.get("replay_rms")) is not None else ""), "",
+                      ci := p[f"interval_approach{p['loss_from'][-1]}"]) else "") + f"; {measured(p)}.", "",
                   "| n_layer | N | D | data passes | approach 2 (bootstrap 95%) | approach 3 (bootstrap 95%) |",
                   "| --- | --- | --- | --- | --- | --- |"]
 
