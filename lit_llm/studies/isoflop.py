@@ -35,6 +35,11 @@ def profiles(C: np.ndarray, decades: float = DECADES) -> list[np.ndarray]:
     return groups
 
 
+def budget_of(pts: dict, group: np.ndarray) -> float:
+    """An isoFLOP profile's budget: the geometric mean of its runs' C."""
+    return float(np.exp(np.mean(np.log(pts["C"][group]))))
+
+
 def vertex(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float | None, str]:
     """Parabola coefficients, the vertex's x (None without an interior minimum) and a status."""
     coef = np.polyfit(x, y, 2)
@@ -62,7 +67,7 @@ def approach2(pts: dict, bootstrap: int = 1000, seed: int = 0) -> dict:
         xN, xD, y = np.log(pts["N"][g]), np.log(pts["D"][g]), pts["loss"][g]
         coef_n, n_opt, status = vertex(xN, y)
         coef_d, d_opt, _ = vertex(xD, y)
-        row = {"C": float(np.exp(np.mean(np.log(pts["C"][g])))), "runs": int(len(g)), "status": status,
+        row = {"C": budget_of(pts, g), "runs": int(len(g)), "status": status,
                "N": pts["N"][g].tolist(), "loss": y.tolist(), "best_run_N": float(pts["N"][g][np.argmin(y)]),
                "parabola": coef_n.tolist(), "parabola_D": coef_d.tolist()}
         if n_opt is not None and d_opt is not None:

@@ -30,7 +30,7 @@ from scipy.optimize import minimize
 from scipy.special import logsumexp
 
 from lit_llm.errors import LitLLMError
-from lit_llm.studies.isoflop import approach1, approach2, frontier_loss, n_opt, profiles
+from lit_llm.studies.isoflop import approach1, approach2, budget_of, frontier_loss, n_opt, profiles
 from lit_llm.studies.runs import fit_summaries
 
 DELTA = 1e-3
@@ -291,8 +291,9 @@ def backtest(pts: dict) -> dict | None:
     budget beyond its data on these runs, known before any held-out run (relative error = measured/predicted - 1).
     "replay" plays the held-out protocol on that budget: approach 2 refitted without it picks the run nearest its
     N_opt, and approaches 2 (frontier_loss) and 3 each predict that run's loss. "rolling" plays it on every budget
-    from the fourth on (fitted on the budgets below each; from the third when there are only three); "rolling_rms" is each approach's root-mean-square error
-    over them: how precisely the protocol predicts one budget ahead on these runs, known before the held-out run."""
+    from the fourth on (fitted on the budgets below each; from the third when there are only three), and
+    "rolling_rms" is each approach's root-mean-square error over them: how precisely the protocol predicts one
+    budget ahead on these runs, known before the held-out run."""
     groups = profiles(pts["C"])
     if len(groups) < 3:
         return None
@@ -315,11 +316,6 @@ def backtest(pts: dict) -> dict | None:
         result["rolling_rms"] = {k: float(np.sqrt(np.mean([r["relative_error"][k] ** 2 for r in rolling])))
                                  for k in rolling[-1]["relative_error"]}
     return result
-
-
-def budget_of(pts: dict, group: np.ndarray) -> float:
-    """An isoFLOP profile's budget: the geometric mean of its runs' C."""
-    return float(np.exp(np.mean(np.log(pts["C"][group]))))
 
 
 def replay(pts: dict, fitted: np.ndarray, target: np.ndarray) -> dict | None:
