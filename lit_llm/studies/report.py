@@ -206,11 +206,12 @@ def scaling_sections(root: Path, bootstrap: int) -> list[str]:
             images = [base64.b64encode(p.read_bytes()).decode() for p in plot_all(pts, fit, Path(tmp))]
         c, o = fit["chinchilla"], fit["compute_optimal"]
         text = (f"{fit['runs']} runs. L(N, D) = {c['E']:.3f} + {c['A']:.3g}/N<sup>{c['alpha']:.3f}</sup> + "
-                f"{c['B']:.3g}/D<sup>{c['beta']:.3f}</sup> (Huber fit, {bootstrap} bootstrap resamples). "
-                f"Compute-optimal: N<sub>opt</sub> ∝ C<sup>{o['a']:.3f}</sup>, D<sub>opt</sub> ∝ C<sup>{o['b']:.3f}</sup>; "
-                f"at C = {o['C']:.3g} FLOPs: N = {o['N_opt']:.3g}, D = {o['D_opt']:.3g} "
-                f"({o['tokens_per_param']:.1f} tokens per parameter).")
-        if not pts["N"].min() <= o["N_opt"] <= pts["N"].max():
+                f"{c['B']:.3g}/D<sup>{c['beta']:.3f}</sup> (Huber fit, {bootstrap} bootstrap resamples). ")
+        text += ("Compute-optimal: none (a term of the law does not fall: no optimum)." if math.isnan(o["a"]) else
+                 f"Compute-optimal: N<sub>opt</sub> ∝ C<sup>{o['a']:.3f}</sup>, D<sub>opt</sub> ∝ C<sup>{o['b']:.3f}"
+                 f"</sup>; at C = {o['C']:.3g} FLOPs: N = {o['N_opt']:.3g}, D = {o['D_opt']:.3g} "
+                 f"({o['tokens_per_param']:.1f} tokens per parameter).")
+        if not math.isnan(o["a"]) and not pts["N"].min() <= o["N_opt"] <= pts["N"].max():
             text += (f" That N lies outside the sizes tried ({pts['N'].min():.3g} to {pts['N'].max():.3g}): "
                      "an extrapolation.")
         if c["exponents_at_bound"]:

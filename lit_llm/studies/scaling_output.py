@@ -93,8 +93,13 @@ def describe(fit: dict) -> list[str]:
     if c["exponents_at_bound"]:
         lines.append(f"warning: {', '.join(c['exponents_at_bound'])} at the bound [0, {MAX_EXPONENT}]: the runs do not "
                      "determine it; the compute-optimal allocation below is not reliable")
-    lines.append(f"approach 3 compute-optimal: N_opt ∝ C^{o['a']:.3f}{ci('a', c)}, D_opt ∝ C^{o['b']:.3f}{ci('b', c)}; "
-                 f"at C = {o['C']:.3g}: N = {o['N_opt']:.3g}, D = {o['D_opt']:.3g}, {o['tokens_per_param']:.1f} tokens/parameter")
+    if math.isnan(o["a"]):
+        lines.append("approach 3 compute-optimal: none (an exponent or coefficient is 0, so its term does not fall "
+                     "and the law has no optimum)")
+    else:
+        lines.append(f"approach 3 compute-optimal: N_opt ∝ C^{o['a']:.3f}{ci('a', c)}, D_opt ∝ C^{o['b']:.3f}"
+                     f"{ci('b', c)}; at C = {o['C']:.3g}: N = {o['N_opt']:.3g}, D = {o['D_opt']:.3g}, "
+                     f"{o['tokens_per_param']:.1f} tokens/parameter")
     if cf := c.get("counted_frontier"):
         lines.append(f"approach 3 frontier with C as counted (attention, head): N_opt ∝ C^{cf['a']:.3f}{ci('a', cf)}, "
                      f"D_opt ∝ C^{cf['b']:.3f}")
