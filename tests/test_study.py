@@ -88,6 +88,7 @@ def test_study_runs_every_stage_and_resumes_without_rerunning(tiny_text, tmp_pat
               else min(one_pass, key=lambda c: c["approach 3"]))
     assert chosen["n_layer"] == p["n_layer"] and sorted(c["n_layer"] for c in p["candidates"]) == [1, 2, 3]
     assert fit["backtest"] is None and p["loss_from"] == "approach 3" and p["loss"] == p["loss_approach3"]  # 2 budgets
+    assert p["replay_rms"] is None and "replays one budget ahead erred" not in printed  # no replay: no precision claim
     assert {"runs", "chinchilla", "compute_optimal", "L_N", "L_D", "isoflop", "approach1", "prediction"} <= set(fit)
     report = (out / "report.md").read_text()
     assert f"{p['measured_loss']:.4f}" in report and "approach 3" in report and "isoFLOP C =" in report
