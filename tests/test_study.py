@@ -183,7 +183,31 @@ def test_max_flops_sets_the_steps_from_the_models_flops_per_token(tiny_text):
     assert cli.trainer.max_steps == math.ceil(1e9 / fpt / (4 * 16))
 
 
+def test_warmup_steps_per_layer_sets_the_schedules_warmup_from_the_depth():
+    import lightning as L
+
+    from lit_llm.errors import LitLLMError
+    from lit_llm.training.module import LanguageModel
+
+    def model(n_layer: int, per_layer: int) -> LanguageModel:
+        return LanguageModel(vocab_size=32, block_size=8, n_layer=n_layer, n_head=2, n_embd=16, lr=1.0,
+                             warmup_steps=7, warmup_steps_per_layer=per_layer)
+
+    assert model(3, 0).warmup_steps() == 7 and model(3, 10).warmup_steps() == 30 and model(1, 10).warmup_steps() == 10
+    m = model(3, 10)
+    m.configure_model()
+    trainer = L.Trainer(max_steps=300, logger=False, enable_checkpointing=False, accelerator="cpu")
+    trainer.strategy.connect(m)
+    m.trainer = trainer
+    scheduler = m.configure_optimizers()["lr_scheduler"]["scheduler"]  # the module's own schedule
+    lrs = [scheduler.lr_lambdas[0](step) for step in (0, 29, 30)]
+    assert lrs == [1 / 31, 30 / 31, 1.0]  # linear to the peak over 30 steps, not 7
+    with pytest.raises(LitLLMError, match="warmup_steps_per_layer must be >= 0"):
+        model(3, -1)
+
+
 @pytest.mark.parametrize("extra, message", [(["--max_flops", "-1"], "--max_flops must be positive"),
+                                             (["--model.warmup_steps_per_layer", "-1"], "warmup_steps_per_layer must be >= 0"),
                                              (["--max_flops", "1e9", "--max_tokens", "1e4"], "not given with --max_tokens"),
                                              (["--model.aspect_ratio", "-2"], "--model.aspect_ratio must be >= 0")])
 def test_bad_budget_and_shape_options_are_one_line_errors(tiny_text, tmp_path, capsys, extra, message):

@@ -7,7 +7,6 @@ import math
 from lit_llm.cli.base import TRAINER_DEFAULTS, BaseCLI, add_checkpoint_arguments
 from lit_llm.data.datamodule import TextDataModule
 from lit_llm.errors import LitLLMError
-from lit_llm.model.build import params_with_head
 from lit_llm.training.callbacks.memory import MemoryCheck
 from lit_llm.training.callbacks.samples import GeneratedSamples
 from lit_llm.training.callbacks.throughput import Throughput
@@ -36,10 +35,6 @@ class LitLLMCLI(BaseCLI):
         parser.add_argument("--tokens_per_step", type=int | None, default=None,
                             help="global batch in tokens; sets trainer.accumulate_grad_batches from the micro-batch "
                                  "(data.batch_size x data.block_size) and the number of devices")
-        parser.add_argument("--warmup_tokens_per_param", type=float | None, default=None,
-                            help="warm up over this many tokens per parameter (N: non-embedding weights and the "
-                                 "output head, the scaling studies' N); sets model.warmup_steps from the global "
-                                 "batch, so a larger model warms up longer (docs/scaling-cpu.md)")
         parser.link_arguments("data.block_size", "model.block_size")
         parser.link_arguments("data", "model.vocab_size", compute_fn=tokenizer_size, apply_on="instantiate")
 
@@ -117,8 +112,7 @@ class LitLLMCLI(BaseCLI):
                               "fit by steps from its weights with --model.init_from)")
 
     def after_trainer(self, trainer) -> None:
-        """--tokens_per_step sets the accumulation, --max_tokens the step count and --warmup_tokens_per_param the
-        warm-up (all need the world size)."""
+        """--tokens_per_step sets the accumulation, --max_tokens the step count (both need the world size)."""
         data = self.value(self.config_init, "data")
         tokens_per_step = self.value(self.config, "tokens_per_step")
         if tokens_per_step:
@@ -127,8 +121,6 @@ class LitLLMCLI(BaseCLI):
                 raise LitLLMError(f"--tokens_per_step {tokens_per_step} is not a multiple of batch_size x "
                                   f"block_size x devices = {micro}")
             trainer.accumulate_grad_batches = tokens_per_step // micro
-        per_step = data.batch_size * data.block_size * trainer.world_size * trainer.accumulate_grad_batches
-        self.warmup_from_params(per_step)
         max_tokens, max_flops = self.value(self.config, "max_tokens"), self.value(self.config, "max_flops")
         if max_flops is not None:
             if max_tokens is not None or max_flops <= 0:
@@ -137,19 +129,8 @@ class LitLLMCLI(BaseCLI):
         if max_tokens is not None:
             if max_tokens <= 0:
                 raise LitLLMError(f"--max_tokens must be positive, got {max_tokens}")
+            per_step = data.batch_size * data.block_size * trainer.world_size * trainer.accumulate_grad_batches
             trainer.fit_loop.epoch_loop.max_steps = max(1, math.ceil(max_tokens / per_step))
-
-    def warmup_from_params(self, tokens_per_step: int) -> None:
-        """--warmup_tokens_per_param R: warm up over R x N tokens (N as params_with_head counts it), in steps of
-        the global batch; it replaces --model.warmup_steps, and the checkpoint's hparams record the steps."""
-        ratio = self.value(self.config, "warmup_tokens_per_param")
-        if ratio is None:
-            return
-        if ratio < 0:
-            raise LitLLMError(f"--warmup_tokens_per_param must be >= 0, got {ratio}")
-        model = self.value(self.config_init, "model")
-        tokens = ratio * params_with_head(model.network(), model.config)
-        model.hparams.warmup_steps = math.ceil(tokens / tokens_per_step)
 
 
 def main(args: list[str] | None) -> None:

@@ -91,6 +91,7 @@ class LanguageModel(L.LightningModule):
         lr: float = 1e-3,
         min_lr: float | None = None,
         warmup_steps: int = 100,
+        warmup_steps_per_layer: int = 0,
         lr_decay_steps: int | None = None,
         weight_decay: float = 0.1,
         beta1: float = 0.9,
@@ -126,6 +127,8 @@ class LanguageModel(L.LightningModule):
             lr: peak learning rate.
             min_lr: final learning rate of the cosine decay (default lr / 10).
             warmup_steps: linear warmup steps.
+            warmup_steps_per_layer: > 0: warm up for this many steps per block (n_layer x it) instead of
+                warmup_steps: a deeper model warms up longer (docs/scaling-cpu.md#why-the-warm-up-grows-with-depth).
             lr_decay_steps: step where the cosine reaches min_lr (default: the fit's last step, max_steps or epochs').
             weight_decay: AdamW weight decay, applied to weights of 2 or more dimensions only.
             beta1: AdamW beta1.
@@ -144,6 +147,9 @@ class LanguageModel(L.LightningModule):
         if vocab_size <= 0 or block_size <= 0:
             raise LitLLMError("model.vocab_size and model.block_size are unset: they come from the data module")
         check_optimizer_settings(lr, warmup_steps, weight_decay, beta1, beta2, eps)  # the sizes: GPTConfig
+        if warmup_steps_per_layer < 0:
+            raise LitLLMError(f"--model.warmup_steps_per_layer must be >= 0 (0: use warmup_steps), got "
+                              f"{warmup_steps_per_layer}")
         n_embd = width(n_layer, n_embd, aspect_ratio)  # hparams keep the arguments: a reload gets the same width
         self.system = SystemOptions(**system) if isinstance(system, dict) else system or SystemOptions()
         self.save_hyperparameters(ignore=["system"], logger=False)  # the CLI logs the full config, flat
@@ -306,8 +312,12 @@ class LanguageModel(L.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        return adamw_with_schedule(self, hp.lr, hp.weight_decay, hp.warmup_steps, hp.min_lr, hp.lr_decay_steps,
+        return adamw_with_schedule(self, hp.lr, hp.weight_decay, self.warmup_steps(), hp.min_lr, hp.lr_decay_steps,
                                    (hp.beta1, hp.beta2), hp.eps, partial(lr_multiplier, cfg=self.config))
+
+    def warmup_steps(self) -> int:
+        """The warm-up's length in optimizer steps: warmup_steps_per_layer x n_layer, else warmup_steps."""
+        return self.hparams.get("warmup_steps_per_layer", 0) * self.config.n_layer or self.hparams.warmup_steps
 
     # --- accounting --------------------------------------------------------------------------------------
     def network(self) -> LanguageNetwork:  # before configure_model: a shape-only copy, for counting
