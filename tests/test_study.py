@@ -193,7 +193,7 @@ def test_warmup_steps_per_layer_sets_the_schedules_warmup_from_the_depth():
         return LanguageModel(vocab_size=32, block_size=8, n_layer=n_layer, n_head=2, n_embd=16, lr=1.0,
                              warmup_steps=7, warmup_steps_per_layer=per_layer)
 
-    assert model(3, 0).warmup_steps() == 7 and model(3, 10).warmup_steps() == 30 and model(1, 10).warmup_steps() == 10
+    assert model(3, 0).warmup_steps == 7 and model(3, 10).warmup_steps == 30 and model(1, 10).warmup_steps == 10
     m = model(3, 10)
     m.configure_model()
     trainer = L.Trainer(max_steps=300, logger=False, enable_checkpointing=False, accelerator="cpu")

@@ -12,7 +12,7 @@ from lit_llm.training.callbacks.samples import GeneratedSamples
 from lit_llm.training.callbacks.throughput import Throughput
 from lit_llm.training.finetune import apply_init_from
 from lit_llm.training.loggers import finish_wandb
-from lit_llm.training.module import LanguageModel
+from lit_llm.training.module import LanguageModel, check_compatible
 
 
 def tokenizer_size(data: TextDataModule) -> int:
@@ -97,7 +97,7 @@ class LitLLMCLI(BaseCLI):
     def check_resume(self, resume: dict) -> None:
         model, data = self.value(self.config_init, "model"), self.value(self.config_init, "data")
         tokenizer_json = (data.prepare_once().path / "tokenizer.json").read_text()
-        model.check_compatible(resume["lit_llm"], tokenizer_json)
+        check_compatible(model.config, resume["lit_llm"], tokenizer_json)
         saved = resume["lit_llm"].get("model_config", {}).get("pad_vocab_to", 1)  # unpadded before it existed
         if saved != model.config.pad_vocab_to:  # the optimizer's moments have the saved row count
             raise LitLLMError(f"the checkpoint pads the vocabulary to a multiple of {saved}: resume with "

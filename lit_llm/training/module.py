@@ -29,7 +29,8 @@ from lit_llm.training.evaluation import TokenNLL, record_loss_by_position
 from lit_llm.training.finetune import load_init_weights
 from lit_llm.training.lightning_internals import is_accumulating, should_log, trainer_or_none
 from lit_llm.training.objectives import CausalLM, MaskedLM, chunk_nll, token_nll
-from lit_llm.training.optim import NonFiniteGuard, adamw_with_schedule, check_optimizer_settings, clip_and_measure
+from lit_llm.training.optim import (NonFiniteGuard, adamw_with_schedule, check_optimizer_settings, clip_and_measure,
+                                    warmup_length)
 
 
 def mean_over_ranks(trainer: L.Trainer, nll_sum: torch.Tensor, n_tokens: torch.Tensor) -> torch.Tensor:
@@ -127,8 +128,7 @@ class LanguageModel(L.LightningModule):
             lr: peak learning rate.
             min_lr: final learning rate of the cosine decay (default lr / 10).
             warmup_steps: linear warmup steps.
-            warmup_steps_per_layer: > 0: warm up for this many steps per block (n_layer x it) instead of
-                warmup_steps: a deeper model warms up longer (docs/scaling-cpu.md#why-the-warm-up-grows-with-depth).
+            warmup_steps_per_layer: > 0: warm up for n_layer x this many steps instead (deeper models longer).
             lr_decay_steps: step where the cosine reaches min_lr (default: the fit's last step, max_steps or epochs').
             weight_decay: AdamW weight decay, applied to weights of 2 or more dimensions only.
             beta1: AdamW beta1.
@@ -147,9 +147,7 @@ class LanguageModel(L.LightningModule):
         if vocab_size <= 0 or block_size <= 0:
             raise LitLLMError("model.vocab_size and model.block_size are unset: they come from the data module")
         check_optimizer_settings(lr, warmup_steps, weight_decay, beta1, beta2, eps)  # the sizes: GPTConfig
-        if warmup_steps_per_layer < 0:
-            raise LitLLMError(f"--model.warmup_steps_per_layer must be >= 0 (0: use warmup_steps), got "
-                              f"{warmup_steps_per_layer}")
+        self.warmup_steps = warmup_length(warmup_steps, warmup_steps_per_layer, n_layer)  # in optimizer steps
         n_embd = width(n_layer, n_embd, aspect_ratio)  # hparams keep the arguments: a reload gets the same width
         self.system = SystemOptions(**system) if isinstance(system, dict) else system or SystemOptions()
         self.save_hyperparameters(ignore=["system"], logger=False)  # the CLI logs the full config, flat
@@ -207,14 +205,10 @@ class LanguageModel(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         extra = checkpoint.get("lit_llm", {})
-        self.check_compatible(extra)
+        check_compatible(self.config, extra, self.tokenizer_json)  # the CLI checked it before touching any log
         self.tokens_seen = int(extra.get("tokens_seen", 0))
         self.tokenizer_json = extra.get("tokenizer_json") or self.tokenizer_json
         self.data_meta = json.loads(extra.get("data_meta_json") or "{}") or self.data_meta
-
-    def check_compatible(self, extra: dict, tokenizer_json: str | None = None) -> None:
-        """The CLI calls it before it touches any log; Lightning again before it loads the weights."""
-        check_compatible(self.config, extra, tokenizer_json or self.tokenizer_json)
 
     @classmethod
     def from_checkpoint(cls, path: str) -> LanguageModel:
@@ -312,12 +306,8 @@ class LanguageModel(L.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        return adamw_with_schedule(self, hp.lr, hp.weight_decay, self.warmup_steps(), hp.min_lr, hp.lr_decay_steps,
+        return adamw_with_schedule(self, hp.lr, hp.weight_decay, self.warmup_steps, hp.min_lr, hp.lr_decay_steps,
                                    (hp.beta1, hp.beta2), hp.eps, partial(lr_multiplier, cfg=self.config))
-
-    def warmup_steps(self) -> int:
-        """The warm-up's length in optimizer steps: warmup_steps_per_layer x n_layer, else warmup_steps."""
-        return self.hparams.get("warmup_steps_per_layer", 0) * self.config.n_layer or self.hparams.warmup_steps
 
     # --- accounting --------------------------------------------------------------------------------------
     def network(self) -> LanguageNetwork:  # before configure_model: a shape-only copy, for counting

@@ -80,6 +80,14 @@ def check_optimizer_settings(lr: float, warmup_steps: int, weight_decay: float, 
         raise LitLLMError(f"--model.eps must be positive, got {eps}")
 
 
+def warmup_length(warmup_steps: int, per_layer: int, n_layer: int) -> int:
+    """The warm-up in optimizer steps: per_layer x n_layer when per_layer > 0 (a deeper model warms up longer:
+    docs/scaling-cpu.md#why-the-warm-up-grows-with-depth), else warmup_steps."""
+    if per_layer < 0:
+        raise LitLLMError(f"--model.warmup_steps_per_layer must be >= 0 (0: use warmup_steps), got {per_layer}")
+    return per_layer * n_layer or warmup_steps
+
+
 def adamw_with_schedule(module: L.LightningModule, lr: float, weight_decay: float, warmup_steps: int,
                         min_lr: float | None = None, decay_steps: int | None = None,
                         betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
