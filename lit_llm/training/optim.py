@@ -82,7 +82,7 @@ def check_optimizer_settings(lr: float, warmup_steps: int, weight_decay: float, 
 
 def warmup_length(warmup_steps: int, per_layer: int, n_layer: int) -> int:
     """The warm-up in optimizer steps: per_layer x n_layer when per_layer > 0 (a deeper model warms up longer:
-    docs/scaling-cpu.md#why-the-warm-up-grows-with-depth), else warmup_steps."""
+    docs/scaling-cpu.md#the-sixth-run-a-warm-up-that-grows-with-depth), else warmup_steps."""
     if per_layer < 0:
         raise LitLLMError(f"--model.warmup_steps_per_layer must be >= 0 (0: use warmup_steps), got {per_layer}")
     return per_layer * n_layer or warmup_steps
